@@ -1,0 +1,102 @@
+"""`kind: head_score` — named heads, a population of heads, or the top-k heads meet a score bound.
+
+- a list of heads expands to one pytest item per head (`induction-heads[L18H6]`);
+- a layer range is one item that every head in it must satisfy; the reported value is the
+  head closest to failing (smallest margin), and every violating head is listed;
+- `top: k` is one model-agnostic item: the k best heads by `by` must meet the bound.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from icltest.claims.base import ClaimContext, Measurement, Target, Verdict
+from icltest.claims.heads import check_head, head_name, head_pair, top_table
+
+
+def _int_list(value: Any, upper: int) -> list[int]:
+    if value is None:
+        return list(range(upper))
+    return [int(v) for v in value]
+
+
+def targets(claim: Any) -> list[Target]:
+    heads = claim.heads
+    if isinstance(heads, list):
+        pairs = [head_pair(ref) for ref in heads]
+        return [Target(head_name(*p), (p,)) for p in pairs]
+    if hasattr(heads, "top"):
+        return [Target(f"top{heads.top}")]
+    text = getattr(heads, "text", None) or _range_text(heads.layers)
+    return [Target(f"layers{text}")]
+
+
+def _range_text(layers: Any) -> str:
+    values = sorted(int(v) for v in layers)
+    if values and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}-{values[-1]}" if len(values) > 1 else str(values[0])
+    return ",".join(map(str, values))
+
+
+def selected_heads(claim: Any, target: Target, ctx: ClaimContext, table: Any) -> list[tuple[int, int]]:
+    """Resolve the target's heads against the model (range-checked, pointing at the spec)."""
+    adapter = ctx.loaded.adapter
+    heads = claim.heads
+    if isinstance(heads, list):
+        index = [head_pair(r) for r in heads].index(target.heads[0])
+        check_head(adapter, *target.heads[0], ctx.location(("heads", index)), "heads")
+        return list(target.heads)
+    if hasattr(heads, "top"):
+        from icltest.scores.ranking import top_heads
+
+        by = getattr(heads, "by", None) or claim.score
+        run = ctx.session.pattern_run(ctx.loaded, ctx.probe_spec)
+        by_table = run.scores[by] if by != claim.score else table
+        if heads.top > adapter.n_layers * adapter.n_heads:
+            from icltest.claims.base import ClaimSpecError
+
+            raise ClaimSpecError(ctx.location(("heads", "top")), "heads.top",
+                                 f"top {heads.top} exceeds the model's {adapter.n_layers * adapter.n_heads} heads")
+        return [(l, h) for l, h, _ in top_heads(by_table, heads.top)]
+    layers = _int_list(heads.layers, adapter.n_layers)
+    head_ids = _int_list(getattr(heads, "heads", None), adapter.n_heads)
+    for layer in layers:
+        check_head(adapter, layer, 0, ctx.location(("heads", "layers")), "heads.layers")
+    for head in head_ids:
+        check_head(adapter, 0, head, ctx.location(("heads", "heads")), "heads.heads")
+    return [(l, h) for l in layers for h in head_ids]
+
+
+def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
+    run = ctx.session.pattern_run(ctx.loaded, ctx.probe_spec)
+    table = run.scores[claim.score]
+    heads = selected_heads(claim, target, ctx, table)
+    values = {head_name(l, h): float(table[l, h]) for l, h in heads}
+    # The headline value is the head closest to failing, so one number tells the story.
+    worst = min(values, key=lambda name: claim.expect.margin(values[name]))
+    details: dict[str, Any] = {
+        "score": claim.score,
+        "head": worst,
+        "heads": {k: round(v, 4) for k, v in values.items()},
+        "top_heads": top_table(table),
+        "forward_seconds": run.seconds,
+    }
+    if len(values) > 1:
+        details["violations"] = {k: round(v, 4) for k, v in values.items() if not claim.expect.check(v)}
+    return Measurement(values[worst], f"{claim.score} score", details, run.probe.label, run.probe.params.get("seed"))
+
+
+def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
+    passed = claim.expect.check(m.value)
+    heads = m.details["heads"]
+    if len(heads) == 1:
+        summary = f"{m.unit} of {m.details['head']} = {m.value:.4f} (expected {claim.expect})"
+    else:
+        bad = m.details.get("violations", {})
+        summary = (
+            f"{len(heads) - len(bad)}/{len(heads)} heads meet {claim.score} {claim.expect}; "
+            f"closest to failing: {m.details['head']} = {m.value:.4f}"
+        )
+        if bad:
+            shown = ", ".join(f"{k}={v:.3f}" for k, v in sorted(bad.items(), key=lambda kv: -abs(kv[1]))[:8])
+            summary += f"; violating: {shown}" + (" ..." if len(bad) > 8 else "")
+    return Verdict(passed, str(claim.expect), summary, m)

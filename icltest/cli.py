@@ -1,0 +1,141 @@
+"""`icltest` command line: scan a model's heads, render reports.
+
+`icltest scan` is the exploratory twin of the pytest plugin: it runs the same probe and the
+same scores, prints layer x head tables with the top heads, and writes them as JSON so that
+thresholds for a new suite can be read off measured numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+SCAN_SCORES = ("induction", "previous_token", "duplicate_token", "prefix_matching")
+
+
+def _model_source(args: argparse.Namespace) -> Any:
+    from icltest.models.aliases import ALIASES
+    from icltest.models.loading import ModelSource
+
+    common = {"dtype": args.dtype, "device": args.device}
+    if args.path:
+        return ModelSource(path=args.path, gguf_file=args.gguf_file, **common)
+    if args.model in ALIASES:
+        return ModelSource(alias=args.model, **common)
+    if args.model and Path(args.model).is_dir():
+        return ModelSource(path=args.model, gguf_file=args.gguf_file, **common)
+    return ModelSource(id=args.model, revision=args.revision, gguf_file=args.gguf_file, **common)
+
+
+def format_table(name: str, table: Any, top: int) -> str:
+    """A layer x head grid (2 decimals) followed by the top heads."""
+    from icltest.scores.ranking import top_heads
+
+    n_layers, n_heads = table.shape
+    lines = [f"== {name} (rows: layers, columns: heads) =="]
+    lines.append("     " + "".join(f"{'H' + str(h):>6}" for h in range(n_heads)))
+    for layer in range(n_layers):
+        cells = "".join(f"{float(v):6.2f}" for v in table[layer])
+        lines.append(f"L{layer:<3} {cells}")
+    best = ", ".join(f"L{l}H{h}={v:.3f}" for l, h, v in top_heads(table, top))
+    lines.append(f"top {top}: {best}")
+    return "\n".join(lines)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from icltest.models.aliases import ModelUnavailable
+    from icltest.scores.ranking import top_heads
+    from icltest.session import Session
+    from icltest.spec.schema import ProbeSpec
+
+    session = Session(cache_dir=Path(args.cache) if args.cache else None, progress=not args.quiet)
+    scores = [s.strip() for s in args.scores.split(",") if s.strip()]
+    unknown = [s for s in scores if s not in SCAN_SCORES]
+    if unknown:
+        print(f"icltest scan: unknown score(s) {unknown}; choose from {', '.join(SCAN_SCORES)}", file=sys.stderr)
+        return 2
+    try:
+        loaded = session.model(_model_source(args))
+    except ModelUnavailable as exc:
+        print(f"icltest scan: {exc}", file=sys.stderr)
+        return 2
+    info = loaded.info
+    print(f"model {info['name']}: {info['architecture']}, {info['n_layers']} layers x {info['n_heads']} heads "
+          f"({info['n_kv_heads']} kv), loaded in {info['load_seconds']} s (cache {info.get('cache', 'n/a')})",
+          file=sys.stderr)
+    probe = ProbeSpec(length=args.length, repeats=args.repeats, batch=args.batch, seed=args.seed, bos=args.bos)
+    run = session.pattern_run(loaded, probe)
+    print(f"probe {run.probe.label}: forward {run.seconds} s", file=sys.stderr)
+    for name in scores:
+        print(format_table(name, run.scores[name], args.top))
+        print()
+    if args.json:
+        from icltest.report import environment
+
+        payload = {
+            "model": {k: v for k, v in info.items() if k != "source"} | {"source": info.get("source")},
+            "probe": run.probe.params,
+            "scores": {name: [[round(float(v), 5) for v in row] for row in run.scores[name]] for name in scores},
+            "top": {name: [{"head": f"L{l}H{h}", "value": round(v, 5)} for l, h, v in top_heads(run.scores[name], args.top)]
+                    for name in scores},
+            "forward_seconds": run.seconds,
+            "env": environment(),
+        }
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from icltest.report import render_markdown
+
+    report = json.loads(Path(args.json).read_text())
+    text = render_markdown(report)
+    if args.markdown:
+        Path(args.markdown).write_text(text)
+    else:
+        print(text)
+    return 0 if report["summary"]["failed"] == 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="icltest", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    scan = sub.add_parser("scan", help="score every head on a probe and print layer x head tables")
+    scan.add_argument("--model", help="alias (smollm2-135m, gemma3-270m), hub id, or local folder")
+    scan.add_argument("--path", help="local model folder (with --gguf-file for a GGUF in it)")
+    scan.add_argument("--gguf-file", dest="gguf_file")
+    scan.add_argument("--revision")
+    scan.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    scan.add_argument("--device", default="cpu")
+    scan.add_argument("--cache", help="dequantized-weights cache folder")
+    scan.add_argument("--length", type=int, default=50, help="random segment length (default 50)")
+    scan.add_argument("--repeats", type=int, default=2, help="segment repeats (default 2)")
+    scan.add_argument("--batch", type=int, default=16)
+    scan.add_argument("--seed", type=int, default=0)
+    scan.add_argument("--bos", default="auto", choices=("auto", "yes", "no"))
+    scan.add_argument("--scores", default="induction,previous_token,duplicate_token,prefix_matching")
+    scan.add_argument("--top", type=int, default=5)
+    scan.add_argument("--json", help="write the tables as JSON to this path")
+    scan.add_argument("--quiet", action="store_true", help="no progress output")
+    scan.set_defaults(func=cmd_scan)
+    report = sub.add_parser("report", help="render a --icl-json report as Markdown")
+    report.add_argument("json")
+    report.add_argument("--markdown", help="write here instead of stdout")
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "scan" and not (args.model or args.path):
+        print("icltest scan: give --model (alias, hub id or folder) or --path", file=sys.stderr)
+        return 2
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

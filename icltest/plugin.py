@@ -1,0 +1,277 @@
+"""pytest hooks and options for icltest spec files.
+
+Loads no torch/transformers at import: models load lazily inside the first item that needs one.
+A spec file (`*.yaml`/`*.yml` with top-level `schema_version:` and `claims:`) becomes a collector
+with one item per claim x target. A bad spec file is a collection error for that file only;
+unlike pytest's default for collection errors, the other files still run.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_SPEC_RE = re.compile(r"^schema_version\s*:", re.M)
+_CLAIMS_RE = re.compile(r"^claims\s*:", re.M)
+_PREVIOUS_SESSION = pytest.StashKey[Any]()
+_SPEC_ERRORS = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("icltest", "icltest: mechanistic claims as tests")
+    options = [
+        ("json", "write every claim's measured result and the environment as JSON to PATH"),
+        ("markdown", "write a Markdown pass/fail report to PATH"),
+        ("cache", "folder for dequantized GGUF weights (default $ICLTEST_CACHE or ~/.cache/icltest)"),
+        ("device", "override every spec's model device (cpu, cuda, cuda:1, mps)"),
+        ("dtype", "override every spec's model dtype (float32, bfloat16, float16)"),
+    ]
+    for name, help_text in options:
+        group.addoption(f"--icl-{name}", dest=f"icl_{name}", default=None, metavar=name.upper(), help=help_text)
+        parser.addini(f"icl_{name}", help_text, default=None)
+    group.addoption("--icl-no-summary", action="store_true", dest="icl_no_summary",
+                    help="do not print the claim table at the end of the run")
+
+
+def _opt(config: pytest.Config, name: str) -> Any:
+    value = config.getoption(f"icl_{name}")
+    return value if value is not None else config.getini(f"icl_{name}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "icltest: an icltest claim item (added to every claim)")
+    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist loadgroup grouping")
+    config.stash[_SPEC_ERRORS] = []
+    config.pluginmanager.register(_Reporter(config), "icltest-reporter")
+    from icltest import session as icl_session
+
+    cache = _opt(config, "cache")
+    config.stash[_PREVIOUS_SESSION] = icl_session._SESSION
+    previous = icl_session._SESSION
+    fresh = icl_session.Session(cache_dir=Path(cache) if cache else None)
+    if previous is not None and previous.cache_dir == fresh.cache_dir:
+        fresh._models = previous._models  # nested pytester runs reuse loaded models
+    icl_session.set_session(fresh)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from icltest import session as icl_session
+
+    if _PREVIOUS_SESSION in config.stash:
+        icl_session.set_session(config.stash[_PREVIOUS_SESSION])
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix not in (".yaml", ".yml"):
+        return None
+    try:
+        head = file_path.read_text(encoding="utf-8", errors="replace")[:65536]
+    except OSError:
+        return None
+    if _SPEC_RE.search(head) and _CLAIMS_RE.search(head):
+        return SpecFileCollector.from_parent(parent, path=file_path)
+    return None
+
+
+class SpecFileCollector(pytest.File):
+    """One spec file: validates it, then yields a ClaimItem per claim x target."""
+
+    def collect(self):
+        from icltest.claims import claim_module
+        from icltest.spec import load_spec
+
+        loaded = load_spec(self.path)
+        file_marks = list(loaded.spec.marks)
+        for index, claim in enumerate(loaded.spec.claims):
+            module = claim_module(claim.kind)
+            for target in module.targets(claim):
+                item = ClaimItem.from_parent(
+                    self, name=f"{claim.id}[{target.id}]", spec=loaded, index=index, target=target
+                )
+                for mark in file_marks + list(claim.marks):
+                    item.add_marker(mark)
+                item.add_marker("icltest")
+                item.add_marker(pytest.mark.xdist_group(name=_model_label(loaded.spec.model)))
+                yield item
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
+        from icltest.spec import SpecError
+
+        if isinstance(excinfo.value, SpecError):
+            self.config.stash[_SPEC_ERRORS].append(str(self.path))
+            return f"icltest spec error\n{excinfo.value}"
+        return super().repr_failure(excinfo)
+
+
+def _model_label(model: Any) -> str:
+    for attr in ("alias", "id", "path"):
+        value = getattr(model, attr, None)
+        if value:
+            return str(value)
+    return "model"
+
+
+class ClaimFailed(Exception):
+    """A claim was measured and did not meet its expectation."""
+
+
+class ClaimItem(pytest.Item):
+    """One claim x target: loads the model (once per session), measures, judges."""
+
+    def __init__(self, *, spec: Any, index: int, target: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec, self.index, self.target = spec, index, target
+        self.claim = spec.spec.claims[index]
+        self.record: dict[str, Any] | None = None
+
+    def location_of(self, path: tuple = ()) -> str:
+        return self.spec.location(("claims", self.index) + tuple(path))
+
+    def _model_ref(self) -> Any:
+        from icltest.models.loading import ModelSource
+
+        source = ModelSource.from_ref(self.spec.spec.model)
+        device, dtype = _opt(self.config, "device"), _opt(self.config, "dtype")
+        if device or dtype:
+            from dataclasses import replace
+
+            source = replace(source, device=device or source.device, dtype=dtype or source.dtype)
+        return source
+
+    def _probe_spec(self) -> Any:
+        from icltest.spec.schema import ProbeSpec
+
+        defaults = getattr(self.spec.spec, "defaults", None)
+        return self.claim.probe or (defaults.probe if defaults and defaults.probe else None) or ProbeSpec()
+
+    def runtest(self) -> None:
+        from icltest.claims import claim_module
+        from icltest.claims.base import ClaimContext
+        from icltest.session import get_session
+
+        module = claim_module(self.claim.kind)
+        session = get_session()
+        start = time.perf_counter()
+        loaded = session.model(self._model_ref())
+        ctx = ClaimContext(session, loaded, self._probe_spec(), self.location_of)
+        measurement = module.measure(self.claim, self.target, ctx)
+        verdict = module.judge(self.claim, self.target, measurement)
+        self.record = _record(self, verdict, loaded.info, time.perf_counter() - start)
+        self.user_properties.append(("icl_value", measurement.value))
+        self.user_properties.append(("icl_expect", verdict.expect))
+        self.user_properties.append(("icl_passed", verdict.passed))
+        self.user_properties.append(("icl_record", json.dumps(self.record, default=str)))
+        if not verdict.passed:
+            raise ClaimFailed(verdict)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
+        from icltest.claims.base import ClaimSpecError
+        from icltest.models.aliases import ModelUnavailable
+
+        exc = excinfo.value
+        if isinstance(exc, ClaimFailed):
+            return _failure_text(self, exc.args[0])
+        if isinstance(exc, (ClaimSpecError, ModelUnavailable)):
+            self._error_record(str(exc))
+            return f"{type(exc).__name__}: {exc}\n  spec: {self.location_of()}\n  replay: {self.replay()}"
+        self._error_record(f"{type(exc).__name__}: {exc}")
+        return super().repr_failure(excinfo)
+
+    def _error_record(self, message: str) -> None:
+        self.record = {
+            "id": self.claim.id, "kind": self.claim.kind, "target": self.target.id, "item": self.nodeid,
+            "passed": False, "error": message, "spec": self.location_of(),
+        }
+        self.user_properties.append(("icl_record", json.dumps(self.record, default=str)))
+
+    def replay(self) -> str:
+        return f"pytest '{self.nodeid}'"
+
+    def reportinfo(self):
+        line = int(self.location_of().rsplit(":", 2)[-2]) - 1 if self.location_of().count(":") >= 2 else 0
+        return self.path, line, f"{self.claim.kind} {self.name}"
+
+
+def _record(item: ClaimItem, verdict: Any, model_info: dict, seconds: float) -> dict[str, Any]:
+    m = verdict.measurement
+    keys = ("name", "revision", "dtype", "device", "architecture", "gguf_sha256", "n_layers", "n_heads", "n_kv_heads")
+    return {
+        "id": item.claim.id, "kind": item.claim.kind, "target": item.target.id, "item": item.nodeid,
+        "value": m.value, "unit": m.unit, "expect": verdict.expect, "passed": verdict.passed,
+        "summary": verdict.summary, "spec": item.location_of(), "probe": m.probe, "seed": m.seed,
+        "model": {k: model_info[k] for k in keys if k in model_info}, "details": m.details,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _failure_text(item: ClaimItem, verdict: Any) -> str:
+    m = verdict.measurement
+    lines = [
+        f"claim {item.claim.id!r} ({item.claim.kind}) failed for {item.target.id}",
+        f"  measured: {verdict.summary}",
+        f"  expected: {verdict.expect}",
+        f"  probe:    {m.probe}" + (f" (seed {m.seed})" if m.seed is not None else ""),
+        f"  spec:     {item.location_of()}",
+        f"  replay:   {item.replay()}",
+    ]
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session: pytest.Session):
+    """Let the other files run when only spec files failed to collect (pytest would stop)."""
+    errors = len(session.config.stash.get(_SPEC_ERRORS, []))
+    session.testsfailed -= errors
+    yield
+    session.testsfailed += errors
+
+
+class _Reporter:
+    """Per-config collector of claim records (a plugin object, so nested pytester runs don't mix)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.results: list[dict[str, Any]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == "icl_record" and (report.when == "call" or report.failed):
+                record = json.loads(value)
+                record["outcome"] = report.outcome
+                self.results.append(record)
+                break
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        config = self.config
+        if hasattr(config, "workerinput"):  # xdist worker: the controller writes files
+            return
+        json_path, md_path = _opt(config, "json"), _opt(config, "markdown")
+        if not (json_path or md_path):
+            return
+        from icltest.report import build_report, write_json, write_markdown
+
+        from icltest.session import get_session
+
+        # Under xdist the passes happen in workers; the controller's count would be a lie.
+        passes = None if config.pluginmanager.hasplugin("dsession") else get_session().forward_passes
+        report = build_report(self.results, config.stash.get(_SPEC_ERRORS, []), forward_passes=passes)
+        if json_path:
+            write_json(report, Path(json_path))
+        if md_path:
+            write_markdown(report, Path(md_path))
+
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        if config.getoption("icl_no_summary") or not self.results:
+            return
+        from icltest.report import terminal_lines
+
+        terminalreporter.section("icltest claims")
+        for line in terminal_lines(self.results):
+            terminalreporter.write_line(line)
+        for name in ("json", "markdown"):
+            if _opt(config, name):
+                terminalreporter.write_line(f"icltest {name} report: {_opt(config, name)}")

@@ -1,0 +1,49 @@
+"""Markdown report: a verdict table first, details after, readable at a glance."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from icltest.report.build import _fmt
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    s = report["summary"]
+    env = report["env"]
+    out = [
+        "# icltest report",
+        "",
+        f"**{s['passed']}/{s['claims']} claims passed**"
+        + (f", {s['failed']} failed" if s["failed"] else "")
+        + (f", {s['spec_errors']} spec file(s) with errors" if s["spec_errors"] else ""),
+        "",
+        "| | claim | measured | expected | summary | spec |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in report["claims"]:
+        mark = "✅" if r.get("passed") else "❌"
+        summary = (r.get("summary") or r.get("error") or "").replace("|", "\\|")
+        out.append(
+            f"| {mark} | `{r['id']}[{r['target']}]` | {_fmt(r.get('value'))} | `{r.get('expect', '-')}` "
+            f"| {summary} | `{r.get('spec', '')}` |"
+        )
+    if report.get("spec_errors"):
+        out += ["", "## Spec files with errors", ""] + [f"- `{p}`" for p in report["spec_errors"]]
+    out += ["", "## Models", ""]
+    for name, info in env.get("models", {}).items():
+        facts = ", ".join(f"{k}={v}" for k, v in info.items() if k != "name")
+        out.append(f"- **{name}**: {facts}")
+    probes = sorted({r["probe"] for r in report["claims"] if r.get("probe")})
+    if probes:
+        out += ["", "## Probes", ""] + [f"- `{p}`" for p in probes]
+    out += [
+        "", "## Environment", "",
+        ", ".join(f"{k} {env[k]}" for k in ("icltest", "torch", "transformers", "python") if env.get(k)),
+        f"on {env.get('platform')}, {env.get('time')}", "",
+    ]
+    return "\n".join(out)
+
+
+def write_markdown(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_markdown(report), encoding="utf-8")

@@ -1,0 +1,148 @@
+"""Session-wide caches: each model loads once, each (model, probe) runs forward once.
+
+Claims that share a probe share its forward pass: the first claim to need a (model, probe)
+pair triggers one hooked forward that computes *every* pattern score for every head, layer by
+layer, plus per-token losses; later claims read the stored [layers, heads] tables.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from icltest.models.loading import LoadedModel, ModelSource, load_model
+
+
+@dataclass
+class PatternRun:
+    """The result of one hooked forward pass over one probe.
+
+    Attributes:
+        scores: score name -> float tensor [layers, heads] pooled over the batch.
+        per_sequence: score name -> float tensor [layers, batch, heads] (NaN where undefined).
+        token_loss: [batch, seq-1] next-token cross-entropy (nats) at each position.
+        probe: the probe that was run.
+        seconds: wall time of the forward pass.
+    """
+
+    scores: dict[str, Any]
+    per_sequence: dict[str, Any]
+    token_loss: Any
+    probe: Any
+    seconds: float
+
+
+def _probe_key(spec: Any) -> str:
+    if hasattr(spec, "model_dump"):
+        return json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    return json.dumps(dict(vars(spec)), sort_keys=True, default=str)
+
+
+@dataclass
+class Session:
+    """Caches for one pytest session or one CLI command.
+
+    Attributes:
+        cache_dir: where dequantized GGUF weights live (None: $ICLTEST_CACHE or ~/.cache/icltest).
+        progress: print per-layer progress to stderr during forward passes (CLI scans).
+        forward_passes: number of model forward passes run (tests use it to prove sharing).
+    """
+
+    cache_dir: Path | None = None
+    progress: bool = False
+    forward_passes: int = 0
+    _models: dict[ModelSource, LoadedModel] = field(default_factory=dict)
+    _vocabs: dict[ModelSource, Any] = field(default_factory=dict)
+    _runs: dict[tuple[ModelSource, str], PatternRun] = field(default_factory=dict)
+
+    def model(self, source: ModelSource | Any) -> LoadedModel:
+        if not isinstance(source, ModelSource):
+            source = ModelSource.from_ref(source)
+        if source not in self._models:
+            self._models[source] = load_model(source, self.cache_dir)
+        return self._models[source]
+
+    def add_model(self, loaded: LoadedModel) -> None:
+        """Register an already-built model (e.g. a constructed test model) under its source."""
+        self._models[loaded.source] = loaded
+
+    def vocab(self, loaded: LoadedModel) -> Any:
+        from icltest.probes import vocab_from_tokenizer
+
+        if loaded.source not in self._vocabs:
+            rows = loaded.model.get_input_embeddings().weight.shape[0]
+            self._vocabs[loaded.source] = vocab_from_tokenizer(loaded.tokenizer, rows)
+        return self._vocabs[loaded.source]
+
+    def pattern_run(self, loaded: LoadedModel, probe_spec: Any) -> PatternRun:
+        key = (loaded.source, _probe_key(probe_spec))
+        if key not in self._runs:
+            from icltest.probes import make_probe
+
+            probe = make_probe(probe_spec, self.vocab(loaded))
+            self._runs[key] = run_patterns(loaded, probe, progress=self._progress_fn(loaded))
+            self.forward_passes += 1
+        return self._runs[key]
+
+    def _progress_fn(self, loaded: LoadedModel) -> Callable[[int], None] | None:
+        if not self.progress:
+            return None
+        total = loaded.adapter.n_layers
+
+        def report(layer: int) -> None:
+            end = "\n" if layer + 1 == total else "\r"
+            print(f"  forward {loaded.source.name}: layer {layer + 1}/{total}", end=end, file=sys.stderr)
+
+        return report
+
+
+def run_patterns(loaded: LoadedModel, probe: Any, progress: Callable[[int], None] | None = None) -> PatternRun:
+    """One hooked forward pass: every pattern score for every head, computed layer by layer."""
+    import torch
+
+    from icltest.models.hooks import attention_callbacks
+    from icltest.scores import patterns
+
+    adapter = loaded.adapter
+    device = next(loaded.model.parameters()).device
+    tokens = probe.tokens.to(device)
+    valid = probe.valid.to(device)
+    targets = {name: getattr(patterns, f"{name}_targets")(tokens, valid) for name in patterns.SCORE_NAMES}
+    n_layers, n_heads, batch = adapter.n_layers, adapter.n_heads, tokens.shape[0]
+    pooled = {name: torch.full((n_layers, n_heads), float("nan")) for name in targets}
+    per_seq = {name: torch.full((n_layers, batch, n_heads), float("nan")) for name in targets}
+
+    def on_layer(layer: int, probs: torch.Tensor) -> None:
+        for name, (target, query_mask) in targets.items():
+            pooled[name][layer] = patterns.pattern_score(probs, target, query_mask).float().cpu()
+            per_seq[name][layer] = patterns.pattern_score(probs, target, query_mask, per_sequence=True).float().cpu()
+        if progress is not None:
+            progress(layer)
+
+    start = time.perf_counter()
+    with torch.inference_mode(), attention_callbacks(adapter, on_layer):
+        logits = loaded.model(input_ids=tokens).logits
+    loss = torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), tokens[:, 1:], reduction="none"
+    ).cpu()
+    del logits
+    return PatternRun(pooled, per_seq, loss, probe, round(time.perf_counter() - start, 3))
+
+
+_SESSION: Session | None = None
+
+
+def get_session() -> Session:
+    """The process-wide session (the pytest plugin replaces it at session start)."""
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = Session()
+    return _SESSION
+
+
+def set_session(session: Session | None) -> None:
+    global _SESSION
+    _SESSION = session

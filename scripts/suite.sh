@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Main job: install, then run the shipped SmolLM2 suite against the real offline model and
+# write reports/smollm2-135m.{json,md}. Extra arguments go to pytest (e.g. suites/gemma3-270m.yaml).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+. "${ICLTEST_VENV:-.venv}/bin/activate"
+SUITE="${ICLTEST_SUITE:-suites/smollm2-135m.yaml}"
+NAME="$(basename "$SUITE" .yaml)"
+mkdir -p reports
+pytest "$SUITE" -p no:cacheprovider --icl-json "reports/$NAME.json" --icl-markdown "reports/$NAME.md" "$@"
