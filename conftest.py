@@ -9,6 +9,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 
 def _require_models() -> bool:
     return os.environ.get("ICLTEST_REQUIRE_MODELS", "") not in ("", "0")

@@ -86,6 +86,9 @@ class SpecFileCollector(pytest.File):
 
         loaded = load_spec(self.path)
         file_marks = list(loaded.spec.marks)
+        for mark in set(file_marks).union(*(c.marks for c in loaded.spec.claims)):
+            if mark not in _registered_marks(self.config):  # spec marks are declared by the spec itself
+                self.config.addinivalue_line("markers", f"{mark}: icltest spec mark from {self.path.name}")
         for index, claim in enumerate(loaded.spec.claims):
             module = claim_module(claim.kind)
             for target in module.targets(claim):
@@ -105,6 +108,10 @@ class SpecFileCollector(pytest.File):
             self.config.stash[_SPEC_ERRORS].append(str(self.path))
             return f"icltest spec error\n{excinfo.value}"
         return super().repr_failure(excinfo)
+
+
+def _registered_marks(config: pytest.Config) -> set[str]:
+    return {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
 
 
 def _model_label(model: Any) -> str:

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,137 @@
+"""Open-book vs closed-book recall probes: the inputs that tell in-context heads from parametric ones.
+
+Open book: facts about invented people in a short context, with distractor facts of the same type,
+then a question only the context answers. Closed book: well-known facts asked with no context, so
+only what the weights remember can answer. Counterfactual: a context that contradicts world
+knowledge, asked with the closed-book question. Ablating in-context heads should hurt the first
+(and the third) while leaving the second; ablating parametric heads the reverse.
+
+Prompt format, shared by all kinds so the only difference is the context:
+
+    Mira Okafor was born in Tallinn. Jonas Whitfield was born in Lisbon. ...
+    Question: Where was Mira Okafor born?
+    Answer:
+
+and the answer is scored as " Tallinn" (same leading-space convention as `icltest.probes.tasks`).
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from icltest.probes.tasks import (
+    TaskBatch,
+    _data_dir,
+    _read_yaml,
+    _string,
+    encode_prompts,
+    sample_queries,
+    use_chat_template,
+)
+
+BOOK_KINDS = ("open_book", "closed_book", "counterfactual")
+_ITEM_KEYS = {"context", "question", "answer"}
+
+
+@dataclass(frozen=True)
+class BookItem:
+    """One question; `context` is empty for closed-book items."""
+
+    question: str
+    answer: str
+    context: str = ""
+
+    def text(self, with_answer: bool = False) -> str:
+        """The item as prompt text; with the answer appended when used as a demonstration."""
+        body = f"Question: {self.question}\nAnswer:"
+        if self.context:
+            body = f"{self.context}\n{body}"
+        return f"{body} {self.answer}" if with_answer else body
+
+
+def load_book(kind: str) -> tuple[BookItem, ...]:
+    """Load and validate the shipped items of one kind.
+
+    Raises:
+        ValueError: unknown kind, or a malformed data file.
+    """
+    if kind not in BOOK_KINDS:
+        raise ValueError(f"unknown book kind {kind!r}; expected one of {', '.join(BOOK_KINDS)}")
+    where = f"{kind}.yaml"
+    data = _read_yaml(_data_dir().joinpath(where).read_text(encoding="utf-8"), where)
+    raw_items = data.get("items")
+    if not isinstance(raw_items, list) or len(raw_items) < 2:
+        raise ValueError(f"{where}: items must be a list of at least 2 question/answer mappings")
+    needs_context = kind != "closed_book"
+    items = []
+    for i, raw in enumerate(raw_items):
+        if not isinstance(raw, dict) or not {"question", "answer"} <= set(raw) or set(raw) - _ITEM_KEYS:
+            raise ValueError(f"{where}: items[{i}] must have question and answer (and context), got {raw!r}")
+        if needs_context and "context" not in raw:
+            raise ValueError(f"{where}: items[{i}] needs a context for kind {kind!r}")
+        if not needs_context and "context" in raw:
+            raise ValueError(f"{where}: items[{i}] is closed-book and must not have a context")
+        item = BookItem(
+            question=_string(raw["question"], where, f"items[{i}].question"),
+            answer=_string(raw["answer"], where, f"items[{i}].answer"),
+            context=_string(raw["context"], where, f"items[{i}].context") if needs_context else "",
+        )
+        if needs_context and not _mentions(item.context, item.answer):
+            raise ValueError(f"{where}: items[{i}] answer {item.answer!r} does not appear in its context")
+        items.append(item)
+    return tuple(items)
+
+
+def _mentions(text: str, word: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text) is not None
+
+
+def _demo_pool(items: tuple[BookItem, ...], q: int) -> list[int]:
+    # A demonstration must not hand over the query's answer: skip items with the same answer or a
+    # context that mentions it (closed-book "capital of England" vs "city of Big Ben" are both London).
+    answer = items[q].answer
+    return [i for i, it in enumerate(items)
+            if i != q and it.answer != answer and not _mentions(it.context, answer)]
+
+
+def build_book_prompts(
+    kind: str,
+    tokenizer: Any,
+    *,
+    n: int,
+    seed: int,
+    chat_template: str = "no",
+    shots: int = 0,
+) -> TaskBatch:
+    """Build n seeded open-book, closed-book or counterfactual prompts.
+
+    Args:
+        kind: "open_book", "closed_book" or "counterfactual".
+        tokenizer: a Hugging Face tokenizer.
+        n: number of prompts; items repeat (reshuffled) when n exceeds the data.
+        seed: seeds the item order and any demonstrations.
+        chat_template: "no", "yes" or "auto", as in `build_icl_prompts`.
+        shots: solved items of the same kind put before the query, separated by a blank line.
+            Small base models often need one or two to learn the "Answer: X" format.
+    """
+    items = load_book(kind)
+    if not isinstance(shots, int) or shots < 0:
+        raise ValueError(f"shots must be a non-negative int, got {shots!r}")
+    chat = use_chat_template(tokenizer, chat_template)
+    rng = random.Random(seed)
+    queries = sample_queries(len(items), n, rng)
+    texts, demos = [], []
+    for q in queries:
+        pool = _demo_pool(items, q)
+        if shots > len(pool):
+            raise ValueError(f"shots={shots} but only {len(pool)} {kind} items can serve as demonstrations")
+        chosen = rng.sample(pool, shots)
+        texts.append("\n\n".join([items[i].text(with_answer=True) for i in chosen] + [items[q].text()]))
+        demos.append(chosen)
+    params = {"task": kind, "shots": shots, "n": n, "seed": seed, "template": "chat" if chat else "plain"}
+    batch = encode_prompts(tokenizer, texts, [items[q].answer for q in queries], chat=chat, params=params)
+    batch.query_indices = queries
+    batch.demo_indices = demos
+    return batch

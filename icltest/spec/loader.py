@@ -1,0 +1,186 @@
+"""Spec file -> validated :class:`Spec` with source locations, or one SpecError listing every problem."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from icltest.spec.errors import SpecError, SpecProblem
+from icltest.spec.schema import CLAIM_MODELS, Spec, _did_you_mean
+from icltest.spec.yamlsource import SourceMap, display_path, dotted, load_yaml
+
+
+@dataclass
+class LoadedSpec:
+    """A validated spec plus where each of its values came from.
+
+    Attributes:
+        spec: the validated :class:`Spec`.
+        path: the file it came from.
+        source: path -> line/col map, for errors raised later (e.g. a head the model lacks).
+    """
+
+    spec: Spec
+    path: Path
+    source: SourceMap
+
+    def location(self, path: tuple[Any, ...] = ()) -> str:
+        """``file:line:col`` of a value in the file, e.g. ``location(("claims", 0, "heads", 1))``."""
+        return self.source.where(tuple(path))
+
+
+def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], bool]:
+    """Map a pydantic error location onto the YAML data, skipping union tags.
+
+    Returns (path into the data, whether the last loc element was found there).
+    """
+    path: list[Any] = []
+    node, found = data, True
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node, found = node[part], True
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node, found = node[part], True
+        else:
+            found = False  # a union tag ('head_score', 'list') or a missing key
+            if isinstance(node, dict) and isinstance(part, str) and part not in _TAGS:
+                path.append(part)
+                break
+    return tuple(path), found
+
+
+_TAGS = set(CLAIM_MODELS) | {"list", "top", "range", "function-before[_model_input(), ModelRef]",
+                             "function-after[_one_source(), ModelRef]"}
+
+
+def _model_at(spec_data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The schema model that validates the mapping at ``path`` (for 'did you mean' on unknown keys)."""
+    from icltest.spec import schema
+
+    if not path:
+        return Spec
+    if path[0] == "model":
+        return schema.ModelRef if len(path) == 1 else None
+    if path[0] == "defaults":
+        return {1: schema.Defaults, 2: schema.ProbeSpec}.get(len(path))
+    if path[0] == "claims" and len(path) >= 2:
+        claim = spec_data["claims"][path[1]] if isinstance(spec_data.get("claims"), list) else {}
+        model = CLAIM_MODELS.get(claim.get("kind")) if isinstance(claim, dict) else None
+        for key in path[2:]:
+            if model is None:
+                return None
+            if isinstance(key, int):
+                continue
+            model = _FIELD_MODELS.get((model.__name__, key))
+        return model
+    return None
+
+
+def _field_models() -> dict[tuple[str, str], type[BaseModel]]:
+    from icltest.spec import schema
+
+    table: dict[tuple[str, str], type[BaseModel]] = {}
+    for model in CLAIM_MODELS.values():
+        table[(model.__name__, "probe")] = schema.ProbeSpec
+        if "heads" in model.model_fields:
+            table[(model.__name__, "heads")] = schema.HeadRange
+        if model is schema.HeadRankClaim:
+            table[(model.__name__, "expect")] = schema.RankExpect
+    return table
+
+
+_FIELD_MODELS = _field_models()
+
+
+def _problem(error: dict[str, Any], data: Any, source: SourceMap) -> SpecProblem:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    path, found = _data_path(data, loc)
+    key = dotted(path)
+    message = error["msg"]
+    if kind == "extra_forbidden":
+        parent = path[:-1]
+        model = _model_at(data, parent)
+        keys = sorted(model.model_fields) if model else []
+        if model is not None and parent and parent[-1] == "heads" and isinstance(path[-1], str):
+            keys = ["layers", "heads", "top", "by"]
+        hint = _did_you_mean(path[-1], keys)
+        message = f"unknown key '{path[-1]}'{hint}" + (f"; expected one of: {', '.join(keys)}" if keys else "")
+        return SpecProblem(source.where(path, key=True), key, message)
+    if kind == "missing":
+        return SpecProblem(source.where(path[:-1]), key, f"required key '{path[-1]}' is missing")
+    if kind in ("union_tag_invalid", "union_tag_not_found") and path and path[0] == "claims":
+        claim = data["claims"][path[1]] if len(path) > 1 else {}
+        given = claim.get("kind") if isinstance(claim, dict) else None
+        known = ", ".join(CLAIM_MODELS)
+        if given is None:
+            return SpecProblem(source.where(path), key + ".kind" if key else "kind",
+                               f"a claim needs a kind: one of {known}")
+        return SpecProblem(source.where(path + ("kind",)), dotted(path + ("kind",)),
+                           f"unknown claim kind {given!r}{_did_you_mean(given, CLAIM_MODELS)}; expected one of: {known}")
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        given = error.get("input")
+        message = f"got {given!r}{_did_you_mean(given, options) if isinstance(given, str) else ''}; expected one of: {', '.join(options)}"
+    elif kind in ("value_error", "assertion_error"):
+        message = re.sub(r"^(Value|Assertion) error, ", "", message)
+    elif "input" in error and not isinstance(error["input"], (dict, list)):
+        message = f"{message} (got {error['input']!r})"
+    return SpecProblem(source.where(path), key, message)
+
+
+def validate(data: Any, source: SourceMap) -> Spec:
+    """Validate loaded YAML data against the schema, mapping every error to its line."""
+    if not isinstance(data, dict):
+        raise SpecError.single(source.where(()), "", f"a spec file is a mapping with schema_version, model and claims; got {type(data).__name__}")
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem(e, data, source) for e in exc.errors(include_url=False)]
+        # "unknown key 'layer' (did you mean 'layers'?)" already explains the missing 'layers'.
+        guessed = {(p.key.rsplit(".", 1)[0], m.group(1)) for p in problems
+                   if (m := re.search(r"did you mean '([^']+)'", p.message)) and p.message.startswith("unknown key")}
+        problems = [p for p in problems if not (p.message.startswith("required key")
+                                                 and (p.key.rsplit(".", 1)[0], p.key.rsplit(".", 1)[-1]) in guessed)]
+        unique = list(dict.fromkeys(problems))
+        unique.sort(key=lambda p: tuple(int(x) for x in p.where.rsplit(":", 2)[1:]))
+        raise SpecError(unique) from None
+    seen: dict[str, int] = {}
+    problems = []
+    for index, claim in enumerate(spec.claims):
+        if claim.id in seen:
+            first = source.where(("claims", seen[claim.id], "id")).rsplit(":", 2)[1]
+            problems.append(SpecProblem(source.where(("claims", index, "id")), f"claims[{index}].id",
+                                        f"duplicate claim id '{claim.id}' (first used at line {first}); ids name pytest items and must be unique"))
+        seen.setdefault(claim.id, index)
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read, parse and validate one spec file.
+
+    Relative model paths are resolved against the spec file's folder, so a suite can ship next to
+    the model it describes.
+
+    Raises:
+        SpecError: anything wrong with the file, each problem with its ``file:line:col``.
+    """
+    path = Path(path)
+    display = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError.single(f"{display}:1:1", "", f"cannot read spec file: {exc}") from None
+    data, source = load_yaml(text, display)
+    spec = validate(data, source)
+    if spec.model.path and not Path(spec.model.path).expanduser().is_absolute():
+        resolved = (path.parent / spec.model.path).resolve()
+        spec = spec.model_copy(update={"model": spec.model.model_copy(update={"path": str(resolved)})})
+    return LoadedSpec(spec=spec, path=path, source=source)

@@ -1,0 +1,185 @@
+"""Spec loading and validation: every error class names file:line:col, the key, and a fix.
+
+Expected lines/columns are counted from the YAML texts below by hand (1-based), not taken from
+the loader.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from icltest.spec import Comparison, SpecError, load_spec, parse_comparison
+
+HEAD = "schema_version: 1\nmodel: smollm2-135m\nclaims:\n"
+GOOD_CLAIM = "  - id: a\n    kind: head_score\n    score: induction\n    heads: [18.6]\n    expect: '>= 0.5'\n"
+
+
+def _errors(tmp_path: Path, text: str, name: str = "s.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    return str(info.value)
+
+
+def _where(tmp_path: Path, name: str, line: int, col: int) -> str:
+    return f"{tmp_path / name}:{line}:{col}"
+
+
+def test_valid_spec_loads_with_all_head_forms(tmp_path: Path) -> None:
+    text = HEAD + (
+        "  - id: a\n    kind: head_score\n    score: induction\n    heads: [18.6, 18.10, 'L2H3', [4, 5], {layer: 6, head: 7}]\n"
+        "    expect: '>= 0.5'\n"
+        "  - id: b\n    kind: head_score\n    score: previous_token\n    heads: {layers: '0-2,7'}\n    expect: {between: [0, 0.3]}\n"
+        "  - id: c\n    kind: head_score\n    score: induction\n    heads: {top: 3, by: prefix_matching}\n    expect: '> 0.1'\n"
+        "  - id: d\n    kind: head_rank\n    score: duplicate_token\n    head: 8.0\n    expect: {rank: '<= 2'}\n"
+    )
+    (tmp_path / "s.yaml").write_text(text)
+    spec = load_spec(tmp_path / "s.yaml").spec
+    assert [(h.layer, h.head) for h in spec.claims[0].heads] == [(18, 6), (18, 10), (2, 3), (4, 5), (6, 7)]
+    assert spec.claims[1].heads.layers == [0, 1, 2, 7]
+    assert spec.claims[2].heads.top == 3 and spec.claims[2].heads.by == "prefix_matching"
+    assert (spec.claims[3].head.layer, spec.claims[3].head.head) == (8, 0)
+    assert spec.model.alias == "smollm2-135m"
+
+
+def test_location_points_at_each_claim(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(HEAD + GOOD_CLAIM + GOOD_CLAIM.replace("id: a", "id: b"))
+    loaded = load_spec(tmp_path / "s.yaml")
+    assert loaded.location(("claims", 0)).endswith("s.yaml:4:5")
+    assert loaded.location(("claims", 1)).endswith("s.yaml:9:5")
+    assert loaded.location(("claims", 1, "heads", 0)).endswith("s.yaml:12:13")
+    assert loaded.location(("claims", 1, "no-such-key")).endswith("s.yaml:9:5")  # falls back to the parent
+
+
+def test_yaml_syntax_error(tmp_path: Path) -> None:
+    out = _errors(tmp_path, HEAD + "  - id: a\n    heads: [1.0\n")
+    assert "not valid YAML" in out and out.startswith(f"{tmp_path / 's.yaml'}:")
+
+
+def test_unsafe_tag_is_refused(tmp_path: Path) -> None:
+    out = _errors(tmp_path, "schema_version: 1\nmodel: !!python/object/apply:os.system ['true']\nclaims: []\n")
+    assert _where(tmp_path, "s.yaml", 2, 8) in out and "not allowed" in out
+
+
+def test_duplicate_key(tmp_path: Path) -> None:
+    out = _errors(tmp_path, HEAD + GOOD_CLAIM + "    expect: '>= 0.6'\n")
+    assert f"{_where(tmp_path, 's.yaml', 9, 5)}: claims[0].expect: duplicate key 'expect' (first given at line 8)" in out
+
+
+def test_unknown_key_with_did_you_mean(tmp_path: Path) -> None:
+    out = _errors(tmp_path, HEAD + GOOD_CLAIM.replace("expect:", "expct:"))
+    assert f"{_where(tmp_path, 's.yaml', 8, 5)}: claims[0].expct: unknown key 'expct' (did you mean 'expect'?)" in out
+    assert "required key 'expect'" not in out  # the guess already explains the missing key
+
+
+def test_unknown_nested_key(tmp_path: Path) -> None:
+    out = _errors(tmp_path, HEAD + GOOD_CLAIM + "    probe: {length: 20, bacth: 4}\n")
+    assert f"{_where(tmp_path, 's.yaml', 9, 25)}: claims[0].probe.bacth: unknown key 'bacth' (did you mean 'batch'?)" in out
+
+
+def test_unknown_claim_kind(tmp_path: Path) -> None:
+    out = _errors(tmp_path, HEAD + GOOD_CLAIM.replace("head_score", "head_scor"))
+    assert f"{_where(tmp_path, 's.yaml', 5, 11)}: claims[0].kind: unknown claim kind 'head_scor' (did you mean 'head_score'?)" in out
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    out = _errors(tmp_path, HEAD + GOOD_CLAIM + "    probe: {length: fifty}\n")
+    assert f"{_where(tmp_path, 's.yaml', 9, 21)}: claims[0].probe.length:" in out and "'fifty'" in out
+
+
+def test_bad_score_name(tmp_path: Path) -> None:
+    out = _errors(tmp_path, HEAD + GOOD_CLAIM.replace("score: induction", "score: inductoin"))
+    assert f"{_where(tmp_path, 's.yaml', 6, 12)}: claims[0].score: got 'inductoin' (did you mean 'induction'?)" in out
+
+
+@pytest.mark.parametrize(
+    "expect, fragment",
+    [("'>> 0.5'", "could not read comparison"), ("0.5", "a bare number"), ("{between: [0.6, 0.2]}", "low is greater"),
+     ("'>= 0.5; import os'", "could not read comparison")],
+)
+def test_bad_expectation(tmp_path: Path, expect: str, fragment: str) -> None:
+    out = _errors(tmp_path, HEAD + GOOD_CLAIM.replace("'>= 0.5'", expect))
+    assert f"{_where(tmp_path, 's.yaml', 8, 13)}: claims[0].expect: " in out and fragment in out
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    out = _errors(tmp_path, HEAD + GOOD_CLAIM.replace("    expect: '>= 0.5'\n", ""))
+    assert f"{_where(tmp_path, 's.yaml', 4, 5)}: claims[0].expect: required key 'expect' is missing" in out
+
+
+def test_bad_head_reference(tmp_path: Path) -> None:
+    out = _errors(tmp_path, HEAD + GOOD_CLAIM.replace("[18.6]", "[18]"))
+    assert f"{_where(tmp_path, 's.yaml', 7, 13)}: claims[0].heads[0]: 18 names no head" in out
+
+
+def test_duplicate_claim_id(tmp_path: Path) -> None:
+    out = _errors(tmp_path, HEAD + GOOD_CLAIM + GOOD_CLAIM)
+    assert f"{_where(tmp_path, 's.yaml', 9, 9)}: claims[1].id: duplicate claim id 'a' (first used at line 4)" in out
+
+
+def test_unknown_alias_and_remote_code_key(tmp_path: Path) -> None:
+    out = _errors(tmp_path, "schema_version: 1\nmodel: smolm2-135m\nclaims:\n" + GOOD_CLAIM)
+    assert f"{_where(tmp_path, 's.yaml', 2, 8)}: model: unknown model alias 'smolm2-135m' (did you mean 'smollm2-135m'?)" in out
+    out = _errors(tmp_path, "schema_version: 1\nmodel: {id: gpt2, trust_remote_code: true}\nclaims:\n" + GOOD_CLAIM)
+    assert "model.trust_remote_code: unknown key 'trust_remote_code'" in out
+
+
+def test_every_problem_is_reported_in_file_order(tmp_path: Path) -> None:
+    out = _errors(tmp_path, HEAD + GOOD_CLAIM.replace("score: induction", "score: x").replace("expect:", "expct:"))
+    lines = out.splitlines()
+    assert len(lines) == 2 and ":6:" in lines[0] and ":8:" in lines[1]
+
+
+def test_relative_model_path_is_resolved_against_the_spec(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "s.yaml").write_text("schema_version: 1\nmodel: {path: ../weights}\nclaims:\n" + GOOD_CLAIM)
+    spec = load_spec(tmp_path / "sub" / "s.yaml").spec
+    assert Path(spec.model.path) == (tmp_path / "weights").resolve()
+
+
+@pytest.mark.parametrize(
+    "text, value, passed, margin",
+    [(">= 0.6", 0.6, True, 0.0), (">= 0.6", 0.5, False, -0.1), ("< 0.3", 0.1, True, 0.2), ("> 1", 1.0, False, 0.0),
+     ("<= -1.5", -2.0, True, 0.5), ("== 1", 1.0, True, 0.0), ("!= 0", 0.0, False, 0.0)],
+)
+def test_comparison_check_and_margin(text: str, value: float, passed: bool, margin: float) -> None:
+    comparison = parse_comparison(text)
+    assert comparison.check(value) is passed
+    assert comparison.margin(value) == pytest.approx(margin)
+
+
+def test_between_and_nan() -> None:
+    between = parse_comparison({"between": [0.2, 0.6]})
+    assert between == Comparison("between", 0.2, 0.6) and str(between) == "between 0.2 and 0.6"
+    assert between.check(0.2) and between.check(0.6) and not between.check(0.61)
+    assert between.margin(0.3) == pytest.approx(0.1)
+    for comparison in (between, parse_comparison(">= 0"), parse_comparison("!= 1")):
+        assert not comparison.check(math.nan) and comparison.margin(math.nan) == -math.inf
+
+
+def test_schema_score_names_match_the_scores() -> None:
+    from icltest.scores.patterns import SCORE_NAMES
+    from icltest.spec.schema import SCORE_NAMES as SPEC_NAMES
+
+    assert set(SPEC_NAMES) == set(SCORE_NAMES)
+
+
+def test_published_json_schema_is_current() -> None:
+    from icltest.spec.jsonschema import SCHEMA_PATH, render
+
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render(), "run: python -m icltest.spec.jsonschema"
+    schema = json.loads(SCHEMA_PATH.read_text())
+    assert set(schema["properties"]) >= {"schema_version", "model", "claims"}
+    kinds = schema["properties"]["claims"]["items"]["discriminator"]["mapping"]
+    from icltest.claims import known_kinds
+
+    assert sorted(kinds) == known_kinds()
+
+
+@pytest.mark.parametrize("suite", sorted((Path(__file__).parents[2] / "suites").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_suites_validate(suite: Path) -> None:
+    assert load_spec(suite).spec.claims
