@@ -57,6 +57,7 @@ class Session:
     _models: dict[ModelSource, LoadedModel] = field(default_factory=dict)
     _vocabs: dict[ModelSource, Any] = field(default_factory=dict)
     _runs: dict[tuple[ModelSource, str], PatternRun] = field(default_factory=dict)
+    _metric_runs: dict[Any, Any] = field(default_factory=dict)
 
     def model(self, source: ModelSource | Any) -> LoadedModel:
         if not isinstance(source, ModelSource):
@@ -82,7 +83,7 @@ class Session:
         if key not in self._runs:
             from icltest.probes import make_probe
 
-            probe = make_probe(probe_spec, self.vocab(loaded))
+            probe = make_probe(probe_spec, self.vocab(loaded), loaded.tokenizer)
             self._runs[key] = run_patterns(loaded, probe, progress=self._progress_fn(loaded))
             self.forward_passes += 1
         return self._runs[key]

@@ -7,6 +7,9 @@ from types import ModuleType
 _REGISTRY: dict[str, str] = {
     "head_score": "icltest.claims.head_score",
     "head_rank": "icltest.claims.head_rank",
+    "ablation": "icltest.claims.ablation",
+    "icl_score": "icltest.claims.icl_score",
+    "task_accuracy": "icltest.claims.task_accuracy",
 }
 
 

@@ -89,11 +89,12 @@ def _mentions(text: str, word: str) -> bool:
 
 
 def _demo_pool(items: tuple[BookItem, ...], q: int) -> list[int]:
-    # A demonstration must not hand over the query's answer: skip items with the same answer or a
-    # context that mentions it (closed-book "capital of England" vs "city of Big Ben" are both London).
+    # A demonstration must not hand over the query's answer: skip items with the same answer or
+    # whose text (context or question) mentions it (closed-book "capital of England" vs "city of
+    # Big Ben" are both London; "capital of France?" would hand over "Eiffel Tower -> France").
     answer = items[q].answer
     return [i for i, it in enumerate(items)
-            if i != q and it.answer != answer and not _mentions(it.context, answer)]
+            if i != q and it.answer != answer and not _mentions(it.text(with_answer=True), answer)]
 
 
 def build_book_prompts(

@@ -114,9 +114,17 @@ def repeated_random(
     return Probe(tokens, valid, label, params, segment=length, prefix=1 if use_bos else 0)
 
 
-def make_probe(spec: Any, vocab: Vocab) -> Probe:
-    """Build the probe a spec's `probe:` mapping describes."""
+def make_probe(spec: Any, vocab: Vocab, tokenizer: Any = None) -> Probe:
+    """Build the probe a spec's `probe:` mapping describes (natural text needs the tokenizer)."""
     kind = getattr(spec, "kind", "repeated_random")
+    if kind == "natural_text":
+        from icltest.probes.natural_text import natural_text
+
+        if tokenizer is None:
+            raise ValueError("a natural_text probe needs the model's tokenizer")
+        return natural_text(tokenizer, length=spec.length, batch=spec.batch, seed=spec.seed,
+                            corpus=getattr(spec, "corpus", "essays"), bos=getattr(spec, "bos", "auto"),
+                            bos_id=vocab.bos_id)
     if kind == "repeated_random":
         return repeated_random(
             vocab, length=spec.length, repeats=spec.repeats, batch=spec.batch, seed=spec.seed,

@@ -109,7 +109,7 @@ def segment_loss(
     return float(token_loss.float().index_select(1, index).mean().item())
 
 
-def icl_score(token_loss: torch.Tensor, *, late: int, early: int) -> float:
+def icl_score(token_loss: torch.Tensor, *, late: int, early: int, window: int = 1) -> float:
     """In-context learning score (Olsson et al., 2022): loss at a late token minus an early one.
 
     Negative means the model predicts better with more context. ``late`` and ``early`` are token
@@ -119,6 +119,8 @@ def icl_score(token_loss: torch.Tensor, *, late: int, early: int) -> float:
         token_loss: [batch, seq-1] from :func:`token_losses`.
         late: token position with more context; 1 <= early < late <= seq-1.
         early: token position with less context.
+        window: average each side over this many positions ending at ``late`` / ``early``
+            (one token's loss over a small batch is noisy); needs ``early - window + 1 >= 1``.
     """
     if token_loss.dim() != 2:
         raise ValueError(f"token_loss must be [batch, seq-1], got shape {tuple(token_loss.shape)}")
@@ -128,8 +130,12 @@ def icl_score(token_loss: torch.Tensor, *, late: int, early: int) -> float:
             f"icl_score needs token positions 1 <= early < late <= {last} (position 0 is never "
             f"predicted; the probe has {last + 1} tokens), got early={early}, late={late}"
         )
+    if window < 1 or early - window + 1 < 1:
+        raise ValueError(f"window {window} must be >= 1 and fit before early={early} (early - window + 1 >= 1)")
     losses = token_loss.float()
-    return float((losses[:, late - 1].mean() - losses[:, early - 1].mean()).item())
+    late_mean = losses[:, late - window:late].mean()
+    early_mean = losses[:, early - window:early].mean()
+    return float((late_mean - early_mean).item())
 
 
 def _first_ids(answer_ids: Any, n: int, name: str = "answer_ids") -> torch.Tensor:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,47 +55,55 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], bool]:
     return tuple(path), found
 
 
-_TAGS = set(CLAIM_MODELS) | {"list", "top", "range", "function-before[_model_input(), ModelRef]",
-                             "function-after[_one_source(), ModelRef]"}
+_TAGS = set(CLAIM_MODELS) | {"list", "top", "range", "repeated_random", "natural_text"}
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Every pydantic model class mentioned in a field annotation (unions, lists, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        out.extend(_models_in(arg))
+    return list(dict.fromkeys(out))
+
+
+def _pick(models: list[type[BaseModel]], value: Any) -> type[BaseModel] | None:
+    """Choose among union members by the data's ``kind`` (probes), else by shared keys (heads)."""
+    if len(models) <= 1:
+        return models[0] if models else None
+    if not isinstance(value, dict):
+        return None
+    kind = value.get("kind")
+    for model in models:
+        field = model.model_fields.get("kind")
+        if field is not None and (kind in typing.get_args(field.annotation) or (kind is None and field.default)):
+            return model
+    return max(models, key=lambda m: len(set(value) & set(m.model_fields)))
 
 
 def _model_at(spec_data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
     """The schema model that validates the mapping at ``path`` (for 'did you mean' on unknown keys)."""
-    from icltest.spec import schema
-
-    if not path:
-        return Spec
-    if path[0] == "model":
-        return schema.ModelRef if len(path) == 1 else None
-    if path[0] == "defaults":
-        return {1: schema.Defaults, 2: schema.ProbeSpec}.get(len(path))
-    if path[0] == "claims" and len(path) >= 2:
-        claim = spec_data["claims"][path[1]] if isinstance(spec_data.get("claims"), list) else {}
-        model = CLAIM_MODELS.get(claim.get("kind")) if isinstance(claim, dict) else None
-        for key in path[2:]:
-            if model is None:
-                return None
-            if isinstance(key, int):
-                continue
-            model = _FIELD_MODELS.get((model.__name__, key))
-        return model
-    return None
-
-
-def _field_models() -> dict[tuple[str, str], type[BaseModel]]:
-    from icltest.spec import schema
-
-    table: dict[tuple[str, str], type[BaseModel]] = {}
-    for model in CLAIM_MODELS.values():
-        table[(model.__name__, "probe")] = schema.ProbeSpec
-        if "heads" in model.model_fields:
-            table[(model.__name__, "heads")] = schema.HeadRange
-        if model is schema.HeadRankClaim:
-            table[(model.__name__, "expect")] = schema.RankExpect
-    return table
-
-
-_FIELD_MODELS = _field_models()
+    model: type[BaseModel] | None = Spec
+    node: Any = spec_data
+    for i, key in enumerate(path):
+        if model is None:
+            return None
+        if isinstance(node, dict):
+            node = node.get(key)
+        elif isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+            node = node[key]
+        else:
+            node = None
+        if isinstance(key, int):
+            continue
+        if model is Spec and key == "claims":
+            claim = node[path[i + 1]] if isinstance(node, list) and len(path) > i + 1 else None
+            model = CLAIM_MODELS.get(claim.get("kind")) if isinstance(claim, dict) else None
+            continue
+        field = model.model_fields.get(key)
+        model = _pick(_models_in(field.annotation), node) if field is not None else None
+    return model
 
 
 def _problem(error: dict[str, Any], data: Any, source: SourceMap) -> SpecProblem:
@@ -107,7 +116,7 @@ def _problem(error: dict[str, Any], data: Any, source: SourceMap) -> SpecProblem
         parent = path[:-1]
         model = _model_at(data, parent)
         keys = sorted(model.model_fields) if model else []
-        if model is not None and parent and parent[-1] == "heads" and isinstance(path[-1], str):
+        if parent and parent[-1] == "heads" and isinstance(path[-1], str):
             keys = ["layers", "heads", "top", "by"]
         hint = _did_you_mean(path[-1], keys)
         message = f"unknown key '{path[-1]}'{hint}" + (f"; expected one of: {', '.join(keys)}" if keys else "")

@@ -237,10 +237,36 @@ class ProbeSpec(_Strict):
     bos: Literal["auto", "yes", "no"] = Field("auto", description="prepend the tokenizer's BOS (auto: when it has one)")
 
 
+class NaturalTextProbe(_Strict):
+    """``batch`` seeded documents of the shipped prose corpus, each cut to ``length`` tokens."""
+
+    kind: Literal["natural_text"]
+    corpus: str = "essays"
+    length: int = Field(400, ge=2, le=8192)
+    batch: int = Field(16, ge=1, le=4096)
+    seed: int = Field(0, ge=0)
+    bos: Literal["auto", "yes", "no"] = "auto"
+
+
+PROBE_MODELS: dict[str, type[BaseModel]] = {"repeated_random": ProbeSpec, "natural_text": NaturalTextProbe}
+
+
+def _probe_tag(value: Any) -> str | None:
+    kind = value.get("kind", "repeated_random") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if kind in PROBE_MODELS else None
+
+
+AnyProbe = Annotated[
+    Union[Annotated[ProbeSpec, Tag("repeated_random")], Annotated[NaturalTextProbe, Tag("natural_text")]],
+    Discriminator(_probe_tag, custom_error_type="probe_kind",
+                  custom_error_message="unknown probe kind; expected repeated_random or natural_text"),
+]
+
+
 class Defaults(_Strict):
     """Values every claim in the file inherits unless it sets its own."""
 
-    probe: ProbeSpec | None = None
+    probe: AnyProbe | None = None
 
 
 # ----------------------------------------------------------------------------- claims
@@ -254,7 +280,7 @@ class _ClaimBase(_Strict):
     id: ClaimId
     description: str | None = None
     marks: list[MarkName] = Field(default_factory=list, description="pytest marks (select with -m)")
-    probe: ProbeSpec | None = None
+    probe: AnyProbe | None = None
 
 
 class HeadScoreClaim(_ClaimBase):
@@ -279,11 +305,210 @@ class HeadRankClaim(_ClaimBase):
     expect: RankExpect
 
 
+# ----------------------------------------------------------------------------- behaviour
+
+METRIC_NAMES: tuple[str, ...] = ("repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob")
+TASK_METRICS: tuple[str, ...] = ("accuracy", "recall", "answer_prob")
+BOOK_TASKS: tuple[str, ...] = ("open_book", "closed_book", "counterfactual")
+Part = Union[Literal["first", "second_half", "later", "all"], Annotated[int, Field(ge=0)]]
+ChatTemplate = Literal["auto", "yes", "no"]
+
+
+def shipped_tasks() -> list[str]:
+    """Task names shipped under icltest/data/tasks (read without importing torch)."""
+    from importlib import resources
+
+    folder = resources.files("icltest").joinpath("data", "tasks")
+    return sorted(e.name[:-5] for e in folder.iterdir() if e.name.endswith(".yaml"))
+
+
+def _check_task(value: str | None) -> str | None:
+    if value is None or value.endswith((".yaml", ".yml")):
+        return value
+    names = shipped_tasks()
+    if value not in names:
+        raise ValueError(f"unknown task {value!r}{_did_you_mean(value, names)}; shipped tasks: {', '.join(names)} "
+                         "(or a path to a task .yaml file)")
+    return value
+
+
+class _MetricFields(_Strict):
+    part: Part | None = Field(None, description="repeated_token_loss: which repeats (default second_half)")
+    task: str | None = Field(None, description="accuracy / recall / answer_prob: an ICL task or open_book / closed_book / counterfactual")
+    shots: int | None = Field(None, ge=0, le=64, description="demonstrations before each query (default 0)")
+    n: int | None = Field(None, ge=1, le=4096, description="number of prompts (default 48)")
+    seed: int | None = Field(None, ge=0, description="prompt sampling seed (default 0)")
+    chat_template: ChatTemplate | None = Field(None, description="wrap prompts in the model's chat template (default no)")
+    late: int | None = Field(None, ge=1, description="icl_score: token position with more context")
+    early: int | None = Field(None, ge=1, description="icl_score: token position with less context")
+    window: int | None = Field(None, ge=1, description="icl_score: average the loss over this many positions ending at late/early")
+
+    _check_task = field_validator("task")(classmethod(lambda cls, v: _check_task(v)))
+
+
+class MetricSpec(_MetricFields):
+    """What a behavioural claim measures, and on which inputs."""
+
+    name: Literal["repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob"]
+
+    @model_validator(mode="after")
+    def _fields_fit_metric(self) -> "MetricSpec":
+        task_fields = ("task", "shots", "n", "chat_template")
+        if self.name in TASK_METRICS:
+            if self.task is None:
+                raise ValueError(f"metric {self.name} needs a task (e.g. task: open_book or task: antonym)")
+            wrong = [f for f in ("part", "late", "early", "window") if getattr(self, f) is not None]
+        else:
+            wrong = [f for f in task_fields if getattr(self, f) is not None]
+            if self.name == "repeated_token_loss":
+                wrong += [f for f in ("late", "early", "window") if getattr(self, f) is not None]
+            else:
+                wrong += [f for f in ("part",) if getattr(self, f) is not None]
+        if wrong:
+            raise ValueError(f"metric {self.name} does not use {', '.join(wrong)}")
+        if self.late is not None and self.early is not None and self.early >= self.late:
+            raise ValueError(f"early ({self.early}) must be before late ({self.late})")
+        return self
+
+    def merged(self, other: "_MetricFields", name: str | None = None) -> "MetricSpec":
+        """This metric with the fields ``other`` sets (used by ``also:``)."""
+        data = self.model_dump(exclude_none=True)
+        data.update(other.model_dump(exclude_none=True, exclude={"expect", "name"}))
+        if name:
+            data["name"] = name
+        return MetricSpec.model_validate(data)
+
+
+class EffectExpect(_Strict):
+    """How the metric must move under the ablation: ``increase`` = ablated - clean, ``drop`` = clean - ablated."""
+
+    increase: Expectation | None = None
+    drop: Expectation | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "EffectExpect":
+        if (self.increase is None) == (self.drop is None):
+            raise ValueError("give exactly one of increase (ablated - clean) or drop (clean - ablated)")
+        return self
+
+    @property
+    def direction(self) -> str:
+        return "increase" if self.increase is not None else "drop"
+
+    @property
+    def comparison(self) -> Comparison:
+        return self.increase if self.increase is not None else self.drop  # type: ignore[return-value]
+
+
+class ControlExpect(_Strict):
+    effect_ratio: Expectation | None = Field(None, description="target effect / |mean control effect|")
+    mean: Expectation | None = Field(None, description="mean effect of the random draws")
+
+    @model_validator(mode="after")
+    def _something(self) -> "ControlExpect":
+        if self.effect_ratio is None and self.mean is None:
+            raise ValueError("give effect_ratio and/or mean")
+        return self
+
+
+class ControlSpec(_Strict):
+    """Ablate the same number of random heads (never the targets), several seeded draws."""
+
+    random_heads: Literal["same_count"] | Annotated[int, Field(ge=1)] = "same_count"
+    draws: int = Field(5, ge=1, le=100)
+    seed: int = Field(0, ge=0)
+    expect: ControlExpect
+
+
+class AlsoSpec(_MetricFields):
+    """The same ablation judged on a second metric (e.g. closed-book recall must NOT drop)."""
+
+    name: Literal["repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob"] | None = None
+    expect: EffectExpect
+
+
+class LayerSelection(_Strict):
+    layers: Annotated[list[Annotated[int, Field(ge=0)]], BeforeValidator(_layer_list), Field(min_length=1)]
+    part: Literal["attn", "mlp"] = "attn"
+
+
+class ReferenceSpec(_Strict):
+    """Inputs whose activations mean / resample ablation write (default: the probe with seed + 1)."""
+
+    seed: int = Field(ge=0)
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, dict) else value
+
+
+class AblationClaim(_ClaimBase):
+    """Removing heads (or whole attention / MLP blocks) moves a metric, more than random heads do."""
+
+    kind: Literal["ablation"]
+    heads: HeadSelection | None = None
+    block: LayerSelection | None = Field(None, description="ablate whole blocks instead: {layers: '3-4', part: mlp}")
+    method: Literal["zero", "mean", "resample"] = "zero"
+    reference: ReferenceSpec | None = None
+    metric: MetricSpec
+    expect: EffectExpect
+    control: ControlSpec | None = None
+    also: Annotated[list[AlsoSpec], BeforeValidator(_as_list)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _what_to_ablate(self) -> "AblationClaim":
+        if (self.heads is None) == (self.block is None):
+            raise ValueError("give exactly one of heads (attention heads) or block ({layers:, part:})")
+        if self.control is not None and self.heads is None:
+            raise ValueError("control (random heads) applies to head ablations only")
+        if self.block is not None and self.method == "resample":
+            raise ValueError("block ablation supports zero and mean")
+        return self
+
+
+class IclScoreClaim(_ClaimBase):
+    """Olsson et al.'s in-context-learning score: loss at a late token minus loss at an early one."""
+
+    kind: Literal["icl_score"]
+    late: int | None = Field(None, ge=1)
+    early: int | None = Field(None, ge=1)
+    window: int = Field(1, ge=1)
+    expect: Expectation
+
+
+class BaselineSpec(_Strict):
+    shots: int = Field(0, ge=0, le=64)
+    expect: "GainExpect"
+
+
+class GainExpect(_Strict):
+    gain: Expectation = Field(description="value at `shots` minus value at the baseline's shots")
+
+
+class TaskAccuracyClaim(_ClaimBase):
+    """First-token accuracy (or answer probability) on a few-shot task, optionally vs a baseline shot count."""
+
+    kind: Literal["task_accuracy"]
+    task: str
+    shots: int = Field(0, ge=0, le=64)
+    n: int = Field(48, ge=1, le=4096)
+    seed: int = Field(0, ge=0)
+    chat_template: ChatTemplate = "no"
+    metric: Literal["accuracy", "answer_prob"] = "accuracy"
+    expect: Expectation
+    baseline: BaselineSpec | None = None
+
+    _check_task = field_validator("task")(classmethod(lambda cls, v: _check_task(v)))
+
+
 Claim = Annotated[
-    Union[HeadScoreClaim, HeadRankClaim],
+    Union[HeadScoreClaim, HeadRankClaim, AblationClaim, IclScoreClaim, TaskAccuracyClaim],
     Field(discriminator="kind"),
 ]
-CLAIM_MODELS: dict[str, type[BaseModel]] = {"head_score": HeadScoreClaim, "head_rank": HeadRankClaim}
+CLAIM_MODELS: dict[str, type[BaseModel]] = {
+    "head_score": HeadScoreClaim, "head_rank": HeadRankClaim, "ablation": AblationClaim,
+    "icl_score": IclScoreClaim, "task_accuracy": TaskAccuracyClaim,
+}
 
 
 class Spec(_Strict):

@@ -1,0 +1,132 @@
+"""`kind: ablation` — removing heads (or blocks) moves a metric, and random heads do not.
+
+The target effect is compared with its expectation (``increase`` = ablated - clean, ``drop`` =
+clean - ablated), then, when a ``control`` is given, with the effects of ablating the same number
+of random heads (seeded draws that never include a target): the claim is about *these* heads only
+if they matter more than arbitrary ones. ``also`` judges the same ablation on other metrics, e.g.
+"open-book recall drops, closed-book recall does not".
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from icltest.claims.base import ClaimContext, ClaimSpecError, Measurement, Target, Verdict
+from icltest.claims.heads import resolve_selection, selection_id
+
+
+def targets(claim: Any) -> list[Target]:
+    if claim.heads is not None:
+        return [Target(selection_id(claim.heads))]
+    return [Target(f"{claim.block.part}-layers" + _layers_text(claim.block.layers))]
+
+
+def _layers_text(layers: list[int]) -> str:
+    values = sorted(layers)
+    if len(values) > 1 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}-{values[-1]}"
+    return ",".join(map(str, values))
+
+
+def _effect(direction: str, clean: float, ablated: float) -> float:
+    return ablated - clean if direction == "increase" else clean - ablated
+
+
+def _run(ctx: ClaimContext, metric: Any, claim: Any) -> Any:
+    from icltest.behaviour import session_metric_run
+
+    seed = claim.reference.seed if claim.reference is not None else None
+    try:
+        return session_metric_run(ctx.session, ctx.loaded, metric, ctx.probe_spec, seed)
+    except ValueError as exc:
+        raise ClaimSpecError(ctx.location(("metric",)), "metric", str(exc)) from None
+
+
+def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
+    from icltest.behaviour import Ablation
+    from icltest.scores.control import control_summary, draw_random_heads
+
+    adapter = ctx.loaded.adapter
+    if claim.heads is not None:
+        heads = resolve_selection(claim.heads, ctx, ("heads",))
+        ablation = Ablation(heads=tuple(heads), method=claim.method)
+    else:
+        bad = [l for l in claim.block.layers if not 0 <= l < adapter.n_layers]
+        if bad:
+            raise ClaimSpecError(ctx.location(("block", "layers")), "block.layers",
+                                 f"layers {bad} out of range for this model (layers 0-{adapter.n_layers - 1})")
+        heads = []
+        ablation = Ablation(layers=tuple(claim.block.layers), part=claim.block.part, method=claim.method)
+    run = _run(ctx, claim.metric, claim)
+    clean, ablated = run.value(), run.value(ablation)
+    direction = claim.expect.direction
+    effect = _effect(direction, clean, ablated)
+    details: dict[str, Any] = {
+        "ablation": ablation.label(), "method": claim.method, "metric": claim.metric.model_dump(exclude_none=True),
+        "inputs": run.inputs.label, "clean": round(clean, 4), "ablated": round(ablated, 4),
+        "direction": direction, "effect": round(effect, 4),
+    }
+    if claim.method != "zero":
+        details["reference_seed"] = run.reference_seed
+    if claim.control is not None:
+        count = len(heads) if claim.control.random_heads == "same_count" else int(claim.control.random_heads)
+        try:
+            draws = draw_random_heads(adapter.n_layers, adapter.n_heads, count, exclude=heads,
+                                      draws=claim.control.draws, seed=claim.control.seed)
+        except ValueError as exc:
+            raise ClaimSpecError(ctx.location(("control",)), "control", str(exc)) from None
+        effects = [_effect(direction, clean, run.value(Ablation(heads=tuple(d), method=claim.method))) for d in draws]
+        summary = control_summary(effect, effects)
+        details["control"] = {
+            "count": count, "draws": [{"heads": [f"L{l}H{h}" for l, h in d], "effect": round(e, 4)}
+                                      for d, e in zip(draws, effects)],
+            "mean": round(summary["mean"], 4), "std": round(summary["std"], 4),
+            "max": round(summary["max"], 4), "effect_ratio": _round(summary["ratio"]),
+        }
+    also = []
+    for i, extra in enumerate(claim.also):
+        metric = claim.metric.merged(extra, extra.name)
+        other = _run(ctx, metric, claim)
+        c, a = other.value(), other.value(ablation)
+        e = _effect(extra.expect.direction, c, a)
+        also.append({"metric": metric.model_dump(exclude_none=True), "inputs": other.inputs.label, "clean": round(c, 4),
+                     "ablated": round(a, 4), "direction": extra.expect.direction, "effect": round(e, 4),
+                     "expect": f"{extra.expect.direction} {extra.expect.comparison}",
+                     "passed": extra.expect.comparison.check(e)})
+    if also:
+        details["also"] = also
+    unit = f"{claim.metric.name} {direction}"
+    probe = run.inputs.label
+    return Measurement(effect, unit, details, probe, run.inputs.params.get("seed"))
+
+
+def _round(x: float) -> float:
+    return x if x != x or x in (float("inf"), float("-inf")) else round(x, 4)
+
+
+def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
+    d = m.details
+    comparison = claim.expect.comparison
+    checks = [comparison.check(m.value)]
+    expect = f"{d['direction']} {comparison}"
+    summary = (f"{d['ablation']}: {claim.metric.name} {d['clean']:.4f} -> {d['ablated']:.4f} "
+               f"({d['direction']} {m.value:.4f}; expected {comparison})")
+    if claim.control is not None:
+        c = d["control"]
+        ce = claim.control.expect
+        if ce.effect_ratio is not None:
+            ok = ce.effect_ratio.check(c["effect_ratio"])
+            checks.append(ok)
+            expect += f"; control ratio {ce.effect_ratio}"
+        if ce.mean is not None:
+            ok = ce.mean.check(c["mean"])
+            checks.append(ok)
+            expect += f"; control mean {ce.mean}"
+        summary += (f"; {len(c['draws'])} random draws of {c['count']} heads: mean {c['mean']:.4f} "
+                    f"(sd {c['std']:.4f}, max {c['max']:.4f}), ratio {c['effect_ratio']:.2f}")
+    for extra in d.get("also", []):
+        checks.append(extra["passed"])
+        expect += f"; also {extra['metric'].get('task') or extra['metric']['name']} {extra['expect']}"
+        summary += (f"; also {extra['metric'].get('task') or extra['metric']['name']}: {extra['clean']:.4f} -> "
+                    f"{extra['ablated']:.4f} ({extra['direction']} {extra['effect']:.4f}, expected {extra['expect']})"
+                    + ("" if extra["passed"] else " FAILED"))
+    return Verdict(all(checks), expect, summary, m)
