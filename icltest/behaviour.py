@@ -115,31 +115,58 @@ class MetricRun:
 
     # ------------------------------------------------------------------ running
 
-    def _forward_logits(self, inputs: _Inputs, last_only: bool) -> torch.Tensor:
-        model, device = self.loaded.model, _device(self.loaded)
+    def _forward(self, ids: torch.Tensor, keep: Any, **kwargs: Any) -> torch.Tensor:
+        """Logits at the kept positions only: the unembedding is most of a small model's cost."""
+        model = self.loaded.model
+        with torch.no_grad():
+            try:
+                out = model(input_ids=ids, logits_to_keep=keep, **kwargs).logits
+            except TypeError:  # an architecture without logits_to_keep: compute all, then select
+                out = model(input_ids=ids, **kwargs).logits
+                out = out[:, -keep:] if isinstance(keep, int) else out[:, keep.to(out.device)]
+        self.session.forward_passes += 1
+        return out
+
+    def _last_logits(self, inputs: _Inputs) -> torch.Tensor:
+        device = _device(self.loaded)
         outs = []
-        step = CHUNK if inputs.mask is not None else inputs.tokens.shape[0]
-        for start in range(0, inputs.tokens.shape[0], step):
-            ids = inputs.tokens[start:start + step].to(device)
-            kwargs: dict[str, Any] = {}
-            if inputs.mask is not None:
-                mask = inputs.mask[start:start + step].to(device)
-                kwargs = {"attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
-            with torch.no_grad():
-                logits = model(input_ids=ids, **kwargs).logits
-            outs.append(logits[:, -1].float().cpu() if last_only else logits.float().cpu())
-            self.session.forward_passes += 1
+        for start in range(0, inputs.tokens.shape[0], CHUNK):
+            ids = inputs.tokens[start:start + CHUNK].to(device)
+            mask = inputs.mask[start:start + CHUNK].to(device)  # type: ignore[index]
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            outs.append(self._forward(ids, 1, attention_mask=mask, position_ids=pos)[:, -1].float().cpu())
         return torch.cat(outs)
+
+    def _loss_indices(self, inputs: _Inputs) -> list[int]:
+        """Loss indices (i predicts token i+1) the metric reads."""
+        m, probe = self.metric, inputs.probe
+        if m.name == "repeated_token_loss":
+            positions = M.segment_positions(prefix=probe.prefix, segment=probe.segment,
+                                            repeats=probe.params["repeats"], part=m.part or "second_half")
+            return sorted(p - 1 for p in positions)
+        late, early = icl_positions(probe, m.late, m.early)
+        window = m.window or 1
+        return sorted({i for end in (late, early) for i in range(max(0, end - window), end)})
+
+    def _token_losses(self, inputs: _Inputs) -> torch.Tensor:
+        """[batch, seq-1] losses, computed at the indices the metric reads (NaN elsewhere)."""
+        tokens = inputs.tokens
+        index = torch.tensor(self._loss_indices(inputs), dtype=torch.long)
+        index = index[(index >= 0) & (index < tokens.shape[1] - 1)]
+        logits = self._forward(tokens.to(_device(self.loaded)), index).float().cpu()
+        picked = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tokens[:, index + 1], reduction="none")
+        full = torch.full((tokens.shape[0], tokens.shape[1] - 1), float("nan"))
+        full[:, index] = picked
+        return full
 
     def _score(self, inputs: _Inputs) -> float:
         m = self.metric
         if self.is_task:
-            last = self._forward_logits(inputs, last_only=True)
+            last = self._last_logits(inputs)
             if m.name == "answer_prob":
                 return float(M.answer_prob(last, inputs.answer_ids).mean())
             return M.first_token_accuracy(last, inputs.answer_ids)
-        logits = self._forward_logits(inputs, last_only=False)
-        loss = M.token_losses(logits, inputs.tokens)
+        loss = self._token_losses(inputs)
         probe = inputs.probe
         if m.name == "repeated_token_loss":
             return M.segment_loss(loss, prefix=probe.prefix, segment=probe.segment,
@@ -186,10 +213,10 @@ class MetricRun:
                 parts = [self._capture(what, ref, s) for s in range(0, ref.tokens.shape[0], CHUNK)]
                 self._references[key] = _concat_reference(parts, ref.valid)
             elif what == "heads":
-                self._references[key] = capture_head_outputs(model, adapter, ref.tokens, ref.valid)
+                self._references[key] = capture_head_outputs(_MaskedModel(model), adapter, ref.tokens, ref.valid)
                 self.session.forward_passes += 1
             else:
-                self._references[key] = capture_layer_outputs(model, adapter, ref.tokens, what, ref.valid)
+                self._references[key] = capture_layer_outputs(_MaskedModel(model), adapter, ref.tokens, what, ref.valid)
                 self.session.forward_passes += 1
         return self._references[key]
 
@@ -213,9 +240,10 @@ class MetricRun:
 
 
 class _MaskedModel:
-    """Calls a model with a fixed attention mask and position ids (for left-padded reference capture)."""
+    """Calls a model with fixed mask / position ids and only the last logits (reference capture
+    reads activations, never the unembedding)."""
 
-    def __init__(self, model: Any, mask: torch.Tensor, positions: torch.Tensor) -> None:
+    def __init__(self, model: Any, mask: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> None:
         self.model, self.mask, self.positions = model, mask, positions
 
     def parameters(self) -> Iterable[Any]:
@@ -223,7 +251,13 @@ class _MaskedModel:
 
     def __call__(self, input_ids: torch.Tensor) -> Any:
         device = input_ids.device
-        return self.model(input_ids=input_ids, attention_mask=self.mask.to(device), position_ids=self.positions.to(device))
+        kwargs: dict[str, Any] = {}
+        if self.mask is not None:
+            kwargs = {"attention_mask": self.mask.to(device), "position_ids": self.positions.to(device)}  # type: ignore[union-attr]
+        try:
+            return self.model(input_ids=input_ids, logits_to_keep=1, **kwargs)
+        except TypeError:
+            return self.model(input_ids=input_ids, **kwargs)
 
 
 def _concat_reference(parts: list[Any], valid: torch.Tensor) -> Any:

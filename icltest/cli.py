@@ -71,6 +71,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     for name in scores:
         print(format_table(name, run.scores[name], args.top))
         print()
+    ablation = _ablation_scan(session, loaded, args, probe) if args.ablate else None
     if args.json:
         from icltest.report import environment
 
@@ -83,10 +84,65 @@ def cmd_scan(args: argparse.Namespace) -> int:
             "forward_seconds": run.seconds,
             "env": environment(),
         }
+        if ablation is not None:
+            payload["ablation"] = ablation
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
+
+
+def _ablation_scan(session: Any, loaded: Any, args: argparse.Namespace, probe: Any) -> dict[str, Any]:
+    """Ablate every head (of --layers) one at a time and tabulate the metric's change."""
+    import torch
+    from tqdm import tqdm
+
+    from icltest.behaviour import Ablation, MetricRun
+    from icltest.scores.ranking import top_heads
+    from icltest.spec.schema import TASK_METRICS, MetricSpec
+
+    fields: dict[str, Any] = {"name": args.metric}
+    if args.metric in TASK_METRICS:
+        fields.update(task=args.task or "open_book", shots=args.shots, n=args.n, seed=args.seed)
+    elif args.metric == "repeated_token_loss":
+        fields["part"] = "second_half"
+    metric = MetricSpec(**fields)
+    run = MetricRun(session, loaded, metric, probe)
+    adapter = loaded.adapter
+    layers = _layers_arg(args.layers, adapter.n_layers)
+    clean = run.value()
+    effects = torch.full((adapter.n_layers, adapter.n_heads), float("nan"))
+    heads = [(l, h) for l in layers for h in range(adapter.n_heads)]
+    print(f"ablation scan: {args.method}-ablating {len(heads)} heads one at a time on {run.inputs.label}; "
+          f"clean {metric.name} = {clean:.4f}", file=sys.stderr)
+    for layer, head in tqdm(heads, desc="heads", unit="head", disable=args.quiet, file=sys.stderr):
+        effects[layer, head] = run.value(Ablation(heads=((layer, head),), method=args.method)) - clean
+    # Losses get worse by going up, accuracies by going down: rank by the harmful direction.
+    harm = effects if metric.name in ("repeated_token_loss", "icl_score") else -effects
+    direction = "increase" if metric.name in ("repeated_token_loss", "icl_score") else "drop"
+    print(format_table(f"{metric.name} change when ablated (ablated - clean)", effects, 0).rsplit("\n", 1)[0])
+    best = ", ".join(f"L{l}H{h}={float(effects[l, h]):+.4f}" for l, h, _ in top_heads(harm, args.top))
+    print(f"top {args.top} by {direction}: {best}")
+    print()
+    return {
+        "metric": metric.model_dump(exclude_none=True), "inputs": run.inputs.label, "method": args.method,
+        "clean": round(clean, 5), "direction": direction,
+        "effects": [[None if v != v else round(float(v), 5) for v in row] for row in effects],
+        "top": [{"head": f"L{l}H{h}", "effect": round(float(effects[l, h]), 5)} for l, h, _ in top_heads(harm, args.top)],
+        "seconds": round(run.seconds, 2),
+    }
+
+
+def _layers_arg(text: str | None, n_layers: int) -> list[int]:
+    if not text:
+        return list(range(n_layers))
+    from icltest.spec.schema import _layer_list
+
+    layers = _layer_list(text)
+    bad = [l for l in layers if l >= n_layers]
+    if bad:
+        raise SystemExit(f"icltest scan: --layers {bad} out of range (model has layers 0-{n_layers - 1})")
+    return layers
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -121,6 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--top", type=int, default=5)
     scan.add_argument("--json", help="write the tables as JSON to this path")
     scan.add_argument("--quiet", action="store_true", help="no progress output")
+    scan.add_argument("--ablate", action="store_true",
+                      help="also ablate each head alone and tabulate the change of --metric (progress bar)")
+    scan.add_argument("--metric", default="repeated_token_loss",
+                      choices=("repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob"))
+    scan.add_argument("--task", help="task for accuracy/recall/answer_prob (e.g. open_book, antonym)")
+    scan.add_argument("--shots", type=int, default=0, help="demonstrations per task prompt")
+    scan.add_argument("--n", type=int, default=48, help="task prompts")
+    scan.add_argument("--method", default="zero", choices=("zero", "mean", "resample"))
+    scan.add_argument("--layers", help="only ablate heads in these layers, e.g. 10-29")
     scan.set_defaults(func=cmd_scan)
     report = sub.add_parser("report", help="render a --icl-json report as Markdown")
     report.add_argument("json")

@@ -29,6 +29,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         ("cache", "folder for dequantized GGUF weights (default $ICLTEST_CACHE or ~/.cache/icltest)"),
         ("device", "override every spec's model device (cpu, cuda, cuda:1, mps)"),
         ("dtype", "override every spec's model dtype (float32, bfloat16, float16)"),
+        ("seed", "session seed: property claims derive their Hypothesis seeds from it and the claim id (default 0)"),
+        ("model", "model for the icl_model fixture in your own tests (alias, hub id or folder)"),
     ]
     for name, help_text in options:
         group.addoption(f"--icl-{name}", dest=f"icl_{name}", default=None, metavar=name.upper(), help=help_text)
@@ -42,7 +44,20 @@ def _opt(config: pytest.Config, name: str) -> Any:
     return value if value is not None else config.getini(f"icl_{name}")
 
 
+def _register_hypothesis_profiles() -> None:
+    """`--hypothesis-profile icltest-dev|icltest-ci`; claims scale their budget by max_examples/100."""
+    from hypothesis import HealthCheck, settings
+
+    if "icltest-ci" in getattr(settings, "_profiles", {}):
+        return
+    settings.register_profile("icltest-dev", max_examples=100, deadline=None)
+    settings.register_profile("icltest-ci", max_examples=50, deadline=None, derandomize=True, database=None,
+                              print_blob=True, suppress_health_check=list(HealthCheck))
+
+
+@pytest.hookimpl(tryfirst=True)  # before Hypothesis' own plugin loads --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
+    _register_hypothesis_profiles()
     config.addinivalue_line("markers", "icltest: an icltest claim item (added to every claim)")
     config.addinivalue_line("markers", "xdist_group(name): pytest-xdist loadgroup grouping")
     config.stash[_SPEC_ERRORS] = []
@@ -52,7 +67,12 @@ def pytest_configure(config: pytest.Config) -> None:
     cache = _opt(config, "cache")
     config.stash[_PREVIOUS_SESSION] = icl_session._SESSION
     previous = icl_session._SESSION
-    fresh = icl_session.Session(cache_dir=Path(cache) if cache else None)
+    seed = _opt(config, "seed")
+    try:
+        seed_value = int(seed) if seed not in (None, "") else 0
+    except ValueError:
+        raise pytest.UsageError(f"--icl-seed must be an integer, got {seed!r}") from None
+    fresh = icl_session.Session(cache_dir=Path(cache) if cache else None, seed=seed_value)
     if previous is not None and previous.cache_dir == fresh.cache_dir:
         fresh._models = previous._models  # nested pytester runs reuse loaded models
     icl_session.set_session(fresh)
@@ -196,7 +216,8 @@ class ClaimItem(pytest.Item):
         self.user_properties.append(("icl_record", json.dumps(self.record, default=str)))
 
     def replay(self) -> str:
-        return f"pytest '{self.nodeid}'"
+        seed = _opt(self.config, "seed")
+        return f"pytest '{self.nodeid}'" + (f" --icl-seed {seed}" if seed not in (None, "", "0") else "")
 
     def reportinfo(self):
         line = int(self.location_of().rsplit(":", 2)[-2]) - 1 if self.location_of().count(":") >= 2 else 0
@@ -225,7 +246,34 @@ def _failure_text(item: ClaimItem, verdict: Any) -> str:
         f"  spec:     {item.location_of()}",
         f"  replay:   {item.replay()}",
     ]
+    lines += list(m.details.get("failure_lines", []))
     return "\n".join(lines)
+
+
+@pytest.fixture(scope="session")
+def icl_model(request: pytest.FixtureRequest) -> Any:
+    """The model named by ``--icl-model`` / ``icl_model`` ini, loaded once (for your own @given tests)."""
+    from icltest.models.aliases import ModelUnavailable
+    from icltest.models.loading import ModelSource
+    from icltest.session import get_session
+    from icltest.spec.schema import ModelRef
+
+    name = _opt(request.config, "model")
+    if not name:
+        pytest.skip("icl_model needs --icl-model (an alias such as smollm2-135m, a hub id or a folder)")
+    ref = ModelRef.model_validate(name if not Path(name).is_dir() else {"path": name})
+    try:
+        return get_session().model(ModelSource.from_ref(ref))
+    except ModelUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def icl_vocab(icl_model: Any) -> Any:
+    """The drawable (non-special) vocabulary of ``icl_model``, for icltest.strategies."""
+    from icltest.session import get_session
+
+    return get_session().vocab(icl_model)
 
 
 @pytest.hookimpl(hookwrapper=True)

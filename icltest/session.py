@@ -49,10 +49,12 @@ class Session:
         cache_dir: where dequantized GGUF weights live (None: $ICLTEST_CACHE or ~/.cache/icltest).
         progress: print per-layer progress to stderr during forward passes (CLI scans).
         forward_passes: number of model forward passes run (tests use it to prove sharing).
+        seed: the session seed property claims derive their Hypothesis seeds from (--icl-seed).
     """
 
     cache_dir: Path | None = None
     progress: bool = False
+    seed: int = 0
     forward_passes: int = 0
     _models: dict[ModelSource, LoadedModel] = field(default_factory=dict)
     _vocabs: dict[ModelSource, Any] = field(default_factory=dict)

@@ -32,6 +32,7 @@ class TokenSequence:
         repeats: number of copies of the segment.
         copies: start position of each copy in `ids` (noise may sit between copies).
         noise: number of noise tokens inserted before each copy after the first.
+        answer: for few-shot prompts, the id of the answer's first token (what should come next).
     """
 
     ids: tuple[int, ...]
@@ -40,6 +41,7 @@ class TokenSequence:
     repeats: int = 0
     copies: tuple[int, ...] = ()
     noise: tuple[int, ...] = field(default=())
+    answer: int | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -132,8 +134,72 @@ def repeated_with_noise(
     return build()
 
 
+def few_shot_prompts(
+    tokenizer: Any, task: str, shots: int | Sequence[int] = (1, 5), chat_template: str = "no"
+) -> st.SearchStrategy[TokenSequence]:
+    """Few-shot prompts from a shipped (or user) task: demonstrations, then a query to answer.
+
+    Hypothesis chooses the query and the demonstrations (never the query's own pair), so shrinking
+    moves towards fewer shots and the first pairs of the task file. ``answer`` is the id of the
+    answer's first token as it follows the prompt.
+    """
+    from icltest.probes.tasks import encode_prompts, load_task, use_chat_template
+
+    spec = load_task(task)
+    s_lo, s_hi = _range(shots, "shots")
+    if s_hi > len(spec.pairs) - 1:
+        raise ValueError(f"shots up to {s_hi} but task {spec.name!r} has only {len(spec.pairs)} pairs")
+    chat = use_chat_template(tokenizer, chat_template)
+    fmt = spec.prompt
+    cache: dict[tuple[int, ...], TokenSequence] = {}
+
+    @st.composite
+    def build(draw: Any) -> TokenSequence:
+        query = draw(st.integers(0, len(spec.pairs) - 1))
+        k = draw(st.integers(s_lo, s_hi))
+        others = [i for i in range(len(spec.pairs)) if i != query]
+        demos = draw(st.lists(st.sampled_from(others), min_size=k, max_size=k, unique=True))
+        key = (query, *demos)
+        if key not in cache:
+            text = fmt.delimiter.join([fmt.demonstration(spec.pairs[i]) for i in demos] + [fmt.query(spec.pairs[query].input)])
+            batch = encode_prompts(tokenizer, [text], [spec.pairs[query].output], chat=chat, answer_prefix=fmt.answer_prefix)
+            cache[key] = TokenSequence(tuple(batch.input_ids[0]), answer=int(batch.answer_ids[0]))
+        return cache[key]
+
+    return build()
+
+
+def natural_text_spans(
+    tokenizer: Any, length: int | Sequence[int] = (16, 128), corpus: str = "essays", bos: bool | None = None
+) -> st.SearchStrategy[TokenSequence]:
+    """Contiguous spans of the shipped prose corpus (shrinks towards short spans at document starts)."""
+    from icltest.probes.natural_text import load_corpus
+
+    lo, hi = _range(length, "length")
+    docs = [[int(i) for i in tokenizer(d, add_special_tokens=False)["input_ids"]] for d in load_corpus(corpus)]
+    docs = [d for d in docs if len(d) >= lo]
+    if not docs:
+        raise ValueError(f"no document in corpus {corpus!r} has {lo} tokens")
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    use = bos if bos is not None else bos_id is not None
+    if use and bos_id is None:
+        raise ValueError("bos=True but the tokenizer has no BOS token")
+    head = [int(bos_id)] if use else []
+
+    @st.composite
+    def build(draw: Any) -> TokenSequence:
+        doc = docs[draw(st.integers(0, len(docs) - 1))]
+        n = draw(st.integers(lo, min(hi, len(doc))))
+        start = draw(st.integers(0, len(doc) - n))
+        return TokenSequence(tuple(head + doc[start:start + n]), prefix=len(head))
+
+    return build()
+
+
 STRATEGIES = {
     "random_tokens": random_tokens,
     "repeated_random": repeated_segments,
     "repeated_with_noise": repeated_with_noise,
+    "few_shot": few_shot_prompts,
+    "natural_text": natural_text_spans,
 }

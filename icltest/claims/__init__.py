@@ -10,6 +10,7 @@ _REGISTRY: dict[str, str] = {
     "ablation": "icltest.claims.ablation",
     "icl_score": "icltest.claims.icl_score",
     "task_accuracy": "icltest.claims.task_accuracy",
+    "property": "icltest.claims.property",
 }
 
 

@@ -1,30 +1,33 @@
-"""`kind: property` — a behaviour holds for every sequence a Hypothesis strategy generates.
+"""`kind: property` — a behaviour holds for every input a Hypothesis strategy generates.
 
-Per-sequence checks let Hypothesis shrink a failure to the smallest failing sequence, which
-is reported decoded, with its value, the seed, a replay command and a pinned-example snippet.
-Aggregate checks (`mean:` over a batch of `batch` sequences per example) skip shrinking:
-a shrunk batch mean says nothing useful.
+Per-sequence checks let Hypothesis shrink a failure to the smallest failing input, reported
+decoded, with its value, the seed, a replay command and an ``examples_pinned`` snippet. Mean
+checks judge a batch average per example and skip shrinking: a shrunk batch mean says nothing.
 
-Forward results are cached by token ids, so shrinking and replays that revisit a sequence do
-not recompute it. The Hypothesis seed comes from the session seed and the claim id, never from
-the runner's source digest (every property item runs the same inner function).
+Forward results are cached by token ids, so shrinking and replays that revisit an input do not
+recompute it. The Hypothesis seed comes from the session seed (``--icl-seed``) and the claim id,
+never from the runner's source digest (every property item runs the same inner function), and
+the example database is keyed per claim for the same reason.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+import time
 from typing import Any, Callable
 
 from icltest.claims.base import ClaimContext, ClaimSpecError, Measurement, Target, Verdict
 from icltest.claims.heads import check_head, head_name, head_pair
 
+DEFAULT_RANGES = {"length": (4, 64), "repeats": (2, 4), "noise_tokens": (0, 8), "shots": (1, 5)}
+
 
 class PropertyViolation(AssertionError):
     """One generated example broke the property (carries what the report needs)."""
 
-    def __init__(self, sequence: Any, value: float, message: str) -> None:
+    def __init__(self, example: Any, value: float, message: str) -> None:
         super().__init__(message)
-        self.sequence, self.value = sequence, value
+        self.example, self.value = example, value
 
 
 def claim_seed(session_seed: int, claim_id: str) -> int:
@@ -34,49 +37,59 @@ def claim_seed(session_seed: int, claim_id: str) -> int:
 
 def targets(claim: Any) -> list[Target]:
     check = claim.check
-    if getattr(check, "head", None) is not None:
+    if check.head is not None:
         pair = head_pair(check.head)
         return [Target(head_name(*pair), (pair,))]
     return [Target(str(check.metric))]
 
 
-def build_strategy(spec: Any, vocab: Any) -> Any:
+def _rng(spec: Any, name: str) -> Any:
+    value = getattr(spec, name, None)
+    if value is None:
+        return DEFAULT_RANGES[name]
+    return value if isinstance(value, int) else tuple(value)
+
+
+def build_strategy(spec: Any, vocab: Any, tokenizer: Any) -> Any:
+    """The Hypothesis strategy a spec's ``strategy:`` mapping describes."""
     from icltest import strategies
 
-    kind = spec.kind
-    bos = {"auto": None, "yes": True, "no": False}.get(getattr(spec, "bos", "auto"), None)
-    if kind == "random_tokens":
-        return strategies.random_tokens(vocab, length=spec.length, bos=bos)
-    if kind == "repeated_random":
-        return strategies.repeated_segments(vocab, length=spec.length, repeats=spec.repeats, bos=bos)
-    if kind == "repeated_with_noise":
-        return strategies.repeated_with_noise(
-            vocab, length=spec.length, repeats=spec.repeats, noise_tokens=spec.noise_tokens, bos=bos
-        )
-    raise ValueError(f"unknown strategy kind '{kind}'")
+    bos = {"yes": True, "no": False}.get(getattr(spec, "bos", None) or "auto")
+    if spec.kind == "random_tokens":
+        return strategies.random_tokens(vocab, length=_rng(spec, "length"), bos=bos)
+    if spec.kind == "repeated_random":
+        return strategies.repeated_segments(vocab, length=_rng(spec, "length"), repeats=_rng(spec, "repeats"), bos=bos)
+    if spec.kind == "repeated_with_noise":
+        return strategies.repeated_with_noise(vocab, length=_rng(spec, "length"), repeats=_rng(spec, "repeats"),
+                                              noise_tokens=_rng(spec, "noise_tokens"), bos=bos)
+    if spec.kind == "few_shot":
+        return strategies.few_shot_prompts(tokenizer, spec.task, shots=_rng(spec, "shots"))
+    return strategies.natural_text_spans(tokenizer, length=spec.length or (16, 128), corpus=spec.corpus or "essays", bos=bos)
 
 
 class SequenceEvaluator:
     """Computes a check's per-sequence value, caching forward results by token ids."""
 
     def __init__(self, claim: Any, ctx: ClaimContext) -> None:
-        self.claim, self.ctx = claim, ctx
         self.loaded = ctx.loaded
         self.cache: dict[tuple[int, ...], float] = {}
         self.forward_calls = 0
+        self.seconds = 0.0
         check = claim.check
-        if getattr(check, "head", None) is not None:
+        if check.head is not None:
             layer, head = head_pair(check.head)
             check_head(self.loaded.adapter, layer, head, ctx.location(("check", "head")), "check.head")
             self._fn: Callable[[Any], float] = self._score_fn(check.score, layer, head)
         else:
-            self._fn = self._metric_fn(str(check.metric))
+            self._fn = {"second_copy_top1": self._second_copy_top1, "answer_top1": self._answer_top1}[check.metric]
 
     def __call__(self, sequence: Any) -> float:
         key = tuple(sequence.ids)
         if key not in self.cache:
+            start = time.perf_counter()
             self.forward_calls += 1
             self.cache[key] = self._fn(sequence)
+            self.seconds += time.perf_counter() - start
         return self.cache[key]
 
     def _score_fn(self, score: str, layer: int, head: int) -> Callable[[Any], float]:
@@ -95,9 +108,10 @@ class SequenceEvaluator:
             captured: dict[str, float] = {}
 
             def hook(_m: Any, _i: Any, output: Any) -> None:
-                probs = output[1][:, head : head + 1]
-                captured["v"] = float(patterns.pattern_score(probs, target, query_mask, per_sequence=True)[0, 0])
-                raise _StopForward
+                probs = output[1][:, head: head + 1]
+                captured["v"] = float(patterns.pattern_score(probs, target.to(probs.device), query_mask.to(probs.device),
+                                                             per_sequence=True)[0, 0])
+                raise _StopForward  # the layers after this one cannot change its pattern
 
             handle = adapter.attention(layer).register_forward_hook(hook)
             try:
@@ -111,26 +125,22 @@ class SequenceEvaluator:
 
         return run
 
-    def _metric_fn(self, metric: str) -> Callable[[Any], float]:
+    def _logits(self, sequence: Any) -> Any:
         import torch
 
-        if metric != "second_copy_top1":
-            raise ClaimSpecError(self.ctx.location(("check", "metric")), "check.metric",
-                                 f"unknown metric '{metric}'; known: second_copy_top1")
+        with torch.inference_mode():
+            return self.loaded.model(input_ids=torch.tensor([sequence.ids]).to(_device(self.loaded))).logits[0].cpu()
 
-        def run(sequence: Any) -> float:
-            tokens = torch.tensor([sequence.ids])
-            with torch.inference_mode():
-                logits = self.loaded.model(input_ids=tokens.to(_device(self.loaded))).logits[0]
-            predicted = logits.argmax(-1).cpu()
-            hits = [
-                int(predicted[p - 1]) == sequence.ids[p]
-                for start in sequence.copies[1:]
-                for p in range(start + 1, start + sequence.segment)
-            ]
-            return float(sum(hits) / len(hits)) if hits else math.nan
+    def _second_copy_top1(self, sequence: Any) -> float:
+        predicted = self._logits(sequence).argmax(-1)
+        hits = [int(predicted[p - 1]) == sequence.ids[p]
+                for start in sequence.copies[1:] for p in range(start + 1, start + sequence.segment)]
+        return float(sum(hits) / len(hits)) if hits else math.nan
 
-        return run
+    def _answer_top1(self, sequence: Any) -> float:
+        if sequence.answer is None:
+            raise ValueError("answer_top1 needs inputs with an answer (a few_shot strategy)")
+        return float(int(self._logits(sequence)[-1].argmax()) == int(sequence.answer))
 
 
 class _StopForward(Exception):
@@ -139,3 +149,142 @@ class _StopForward(Exception):
 
 def _device(loaded: Any) -> Any:
     return next(loaded.model.parameters()).device
+
+
+def _pinned(spec: Any) -> Any:
+    from icltest.strategies import TokenSequence
+
+    return TokenSequence(tuple(spec.ids), spec.prefix, spec.segment, spec.repeats, tuple(spec.copies), answer=spec.answer)
+
+
+def _budget(examples: int) -> int:
+    """The claim's budget scaled by the active Hypothesis profile (100 examples = scale 1)."""
+    from hypothesis import settings
+
+    return max(1, round(examples * settings.default.max_examples / 100))
+
+
+def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
+    from hypothesis import HealthCheck, Phase, example, given, reject, seed, settings
+    from hypothesis import strategies as st
+
+    evaluator = SequenceEvaluator(claim, ctx)
+    vocab = ctx.session.vocab(ctx.loaded)
+    try:
+        strategy = build_strategy(claim.strategy, vocab, ctx.loaded.tokenizer)
+    except ValueError as exc:
+        raise ClaimSpecError(ctx.location(("strategy",)), "strategy", str(exc)) from None
+    check = claim.check
+    comparison = check.per_sequence if check.per_sequence is not None else check.mean
+    aggregate = check.mean is not None
+    if aggregate:
+        strategy = st.lists(strategy, min_size=check.batch, max_size=check.batch)
+    values: list[float] = []
+
+    def value_of(x: Any) -> float:
+        if not aggregate:
+            return evaluator(x)
+        vals = [v for v in (evaluator(s) for s in x) if not math.isnan(v)]
+        return sum(vals) / len(vals) if vals else math.nan
+
+    def prop(x: Any) -> None:
+        v = value_of(x)
+        if math.isnan(v):
+            reject()  # no query the check can score (e.g. nothing repeats yet): not evidence either way
+        values.append(v)
+        if not comparison.check(v):
+            raise PropertyViolation(x, v, f"value {v:.4f} does not satisfy {comparison}")
+
+    session_seed = int(getattr(ctx.session, "seed", 0) or 0)
+    hyp_seed = claim_seed(session_seed, claim.id)
+    phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([] if aggregate else [Phase.shrink])
+    budget = _budget(claim.examples)
+    test = given(strategy)(prop)
+    for pinned in reversed(claim.examples_pinned):
+        test = example([_pinned(pinned)] * check.batch if aggregate else _pinned(pinned))(test)
+    test = settings(settings.default, max_examples=budget, deadline=None, phases=phases, print_blob=False,
+                    suppress_health_check=list(HealthCheck))(test)
+    test = seed(hyp_seed)(test)
+    # Every property item runs this same inner function; key the example database by claim instead.
+    test._hypothesis_internal_database_key = hashlib.sha256(  # type: ignore[attr-defined]
+        f"icltest:{ctx.location(())}:{claim.id}:{ctx.loaded.source}".encode()).digest()
+    start = time.perf_counter()
+    failure: PropertyViolation | None = None
+    try:
+        test()
+    except PropertyViolation as exc:
+        failure = exc
+    seconds = time.perf_counter() - start
+    finite = [v for v in values if not math.isnan(v)]
+    details: dict[str, Any] = {
+        "strategy": claim.strategy.model_dump(exclude_none=True), "check": _check_text(claim),
+        "examples_budget": budget, "examples_run": len(values), "forward_calls": evaluator.forward_calls,
+        "seconds": round(seconds, 2),
+        "seconds_per_forward": round(evaluator.seconds / evaluator.forward_calls, 4) if evaluator.forward_calls else None,
+        "hypothesis_seed": hyp_seed, "session_seed": session_seed, "shrinking": not aggregate,
+        "min": round(min(finite), 4) if finite else None,
+        "mean": round(sum(finite) / len(finite), 4) if finite else None,
+    }
+    if failure is not None:
+        details["counterexample"] = _describe(failure, ctx, aggregate)
+        value = failure.value
+    else:
+        value = (min(finite, key=comparison.margin) if finite else math.nan)
+    probe = f"hypothesis {claim.strategy.kind} ({budget} examples)"
+    return Measurement(value, _check_text(claim), details, probe, hyp_seed)
+
+
+def _check_text(claim: Any) -> str:
+    check = claim.check
+    what = f"{check.score} score of {head_name(*head_pair(check.head))}" if check.head is not None else check.metric
+    return f"{what} per sequence" if check.per_sequence is not None else f"mean {what} over {check.batch} sequences"
+
+
+def _describe(failure: PropertyViolation, ctx: ClaimContext, aggregate: bool) -> dict[str, Any]:
+    tok = ctx.loaded.tokenizer
+    seqs = failure.example if aggregate else [failure.example]
+    first = seqs[0]
+    out: dict[str, Any] = {
+        "value": None if math.isnan(failure.value) else round(failure.value, 4),
+        "ids": list(first.ids), "length": len(first.ids), "text": tok.decode(list(first.ids)),
+        "segment": first.segment, "repeats": first.repeats, "copies": list(first.copies), "noise": list(first.noise),
+    }
+    if aggregate:
+        out["batch"] = len(seqs)
+    pinned = {"ids": list(first.ids)}
+    for key in ("prefix", "segment", "repeats", "answer"):
+        value = getattr(first, key)
+        if value:
+            pinned[key] = value
+    if first.copies:
+        pinned["copies"] = list(first.copies)
+    out["pinned"] = pinned
+    return out
+
+
+def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
+    d = m.details
+    comparison = claim.check.per_sequence if claim.check.per_sequence is not None else claim.check.mean
+    expect = f"{'every sequence' if claim.check.per_sequence is not None else 'mean'} {comparison}"
+    if "counterexample" not in d:
+        summary = (f"{d['check']} {comparison} held on {d['examples_run']} examples "
+                   f"(worst {m.value:.4f}, mean {d['mean']}); {d['forward_calls']} forward passes, "
+                   f"{d['seconds_per_forward']} s each")
+        return Verdict(True, expect, summary, m)
+    c = d["counterexample"]
+    shape = (f"segment {c['segment']} x {c['repeats']} repeats" + (f", noise {c['noise']}" if any(c["noise"]) else "")
+             if c["segment"] else f"{c['length']} tokens")
+    summary = (f"{d['check']} = {m.value:.4f} violates {comparison} on a {'minimal ' if d['shrinking'] else ''}input "
+               f"of {c['length']} tokens ({shape}) after {d['examples_run']} examples")
+    lines = [
+        f"  minimal:  ids {c['ids']}" if d["shrinking"] else f"  failing:  first sequence of the batch, ids {c['ids']}",
+        f"  decoded:  {c['text']!r}",
+        f"  pin it:   examples_pinned: [{_flow(c['pinned'])}]",
+        f"  seed:     hypothesis seed {d['hypothesis_seed']} (from --icl-seed {d['session_seed']} and the claim id)",
+    ]
+    m.details["failure_lines"] = lines
+    return Verdict(False, expect, summary, m)
+
+
+def _flow(mapping: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in mapping.items()) + "}"

@@ -501,13 +501,122 @@ class TaskAccuracyClaim(_ClaimBase):
     _check_task = field_validator("task")(classmethod(lambda cls, v: _check_task(v)))
 
 
+# ----------------------------------------------------------------------------- properties
+
+IntRange = Annotated[
+    Union[Annotated[int, Field(ge=0)], Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]],
+    Field(description="a number, or an inclusive range [low, high]"),
+]
+STRATEGY_FIELDS: dict[str, tuple[str, ...]] = {
+    "random_tokens": ("length", "bos", "vocab"),
+    "repeated_random": ("length", "repeats", "bos", "vocab"),
+    "repeated_with_noise": ("length", "repeats", "noise_tokens", "bos", "vocab"),
+    "few_shot": ("task", "shots"),
+    "natural_text": ("length", "corpus", "bos"),
+}
+
+
+class StrategySpec(_Strict):
+    """Which inputs a property ranges over (each field is a value or an inclusive [low, high] range)."""
+
+    kind: Literal["random_tokens", "repeated_random", "repeated_with_noise", "few_shot", "natural_text"]
+    length: IntRange | None = None
+    repeats: IntRange | None = None
+    noise_tokens: IntRange | None = None
+    vocab: Literal["non_special"] | None = Field(None, description="token pool: the non-special vocabulary")
+    bos: Literal["auto", "yes", "no"] | None = None
+    task: str | None = None
+    shots: IntRange | None = None
+    corpus: str | None = None
+
+    _check_task = field_validator("task")(classmethod(lambda cls, v: _check_task(v)))
+
+    @field_validator("length", "repeats", "noise_tokens", "shots")
+    @classmethod
+    def _ordered(cls, value: Any) -> Any:
+        if isinstance(value, list) and value[0] > value[1]:
+            raise ValueError(f"range [{value[0]}, {value[1]}] is empty: write [low, high]")
+        return value
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> "StrategySpec":
+        allowed = STRATEGY_FIELDS[self.kind]
+        given = [f for f in ("length", "repeats", "noise_tokens", "vocab", "bos", "task", "shots", "corpus")
+                 if getattr(self, f) is not None]
+        wrong = [f for f in given if f not in allowed]
+        if wrong:
+            raise ValueError(f"strategy {self.kind} does not use {', '.join(wrong)} (it takes {', '.join(allowed)})")
+        if self.kind == "few_shot" and self.task is None:
+            raise ValueError("strategy few_shot needs a task (e.g. task: antonym)")
+        return self
+
+
+PROPERTY_METRICS = ("second_copy_top1", "answer_top1")
+
+
+class CheckSpec(_Strict):
+    """What must hold for each generated input (``per_sequence``) or on average over a batch (``mean``)."""
+
+    score: ScoreName | None = None
+    head: Head | None = None
+    metric: Literal["second_copy_top1", "answer_top1"] | None = Field(
+        None, description="second_copy_top1: fraction of later-copy tokens predicted top-1; answer_top1: few-shot answer is the top token")
+    per_sequence: Expectation | None = None
+    mean: Expectation | None = None
+    batch: int = Field(8, ge=2, le=256, description="sequences per example for a mean check")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CheckSpec":
+        if (self.metric is None) == (self.score is None):
+            raise ValueError("give either score + head (an attention-pattern check) or metric")
+        if self.score is not None and self.head is None:
+            raise ValueError(f"score {self.score} needs a head (e.g. head: 18.6)")
+        if self.metric is not None and self.head is not None:
+            raise ValueError("head only applies to score checks")
+        if (self.per_sequence is None) == (self.mean is None):
+            raise ValueError("give exactly one of per_sequence (every input; shrinks failures) or mean (batch average)")
+        return self
+
+
+class PinnedExample(_Strict):
+    ids: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    prefix: int = Field(0, ge=0)
+    segment: int = Field(0, ge=0)
+    repeats: int = Field(0, ge=0)
+    copies: list[int] = Field(default_factory=list)
+    answer: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        return {"ids": value} if isinstance(value, list) else value
+
+
+class PropertyClaim(_ClaimBase):
+    """A behaviour holds for every input a Hypothesis strategy generates."""
+
+    kind: Literal["property"]
+    strategy: StrategySpec
+    check: CheckSpec
+    examples: int = Field(30, ge=1, le=10000, description="per-claim example budget; the Hypothesis profile scales it")
+    examples_pinned: list[PinnedExample] = Field(default_factory=list, description="inputs always tried first")
+
+    @model_validator(mode="after")
+    def _fits(self) -> "PropertyClaim":
+        if self.check.metric == "second_copy_top1" and self.strategy.kind not in ("repeated_random", "repeated_with_noise"):
+            raise ValueError("second_copy_top1 needs a repeated_random or repeated_with_noise strategy")
+        if self.check.metric == "answer_top1" and self.strategy.kind != "few_shot":
+            raise ValueError("answer_top1 needs a few_shot strategy")
+        return self
+
+
 Claim = Annotated[
-    Union[HeadScoreClaim, HeadRankClaim, AblationClaim, IclScoreClaim, TaskAccuracyClaim],
+    Union[HeadScoreClaim, HeadRankClaim, AblationClaim, IclScoreClaim, TaskAccuracyClaim, PropertyClaim],
     Field(discriminator="kind"),
 ]
 CLAIM_MODELS: dict[str, type[BaseModel]] = {
     "head_score": HeadScoreClaim, "head_rank": HeadRankClaim, "ablation": AblationClaim,
-    "icl_score": IclScoreClaim, "task_accuracy": TaskAccuracyClaim,
+    "icl_score": IclScoreClaim, "task_accuracy": TaskAccuracyClaim, "property": PropertyClaim,
 }
 
 

@@ -183,3 +183,44 @@ def test_published_json_schema_is_current() -> None:
 @pytest.mark.parametrize("suite", sorted((Path(__file__).parents[2] / "suites").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_suites_validate(suite: Path) -> None:
     assert load_spec(suite).spec.claims
+
+
+ABLATION = ("  - id: abl\n    kind: ablation\n    heads: [18.6]\n    metric: {name: recall, task: open_book}\n"
+            "    expect: {drop: '>= 0.3'}\n")
+
+
+def test_behavioural_claims_load(tmp_path: Path) -> None:
+    text = HEAD + ABLATION + (
+        "    also: {task: closed_book, expect: {drop: '<= 0.1'}}\n"
+        "    control: {draws: 3, expect: {effect_ratio: '>= 2'}}\n"
+        "  - id: icl\n    kind: icl_score\n    probe: {kind: natural_text, length: 300, batch: 8}\n    expect: '<= -0.5'\n"
+        "  - id: acc\n    kind: task_accuracy\n    task: antonym\n    shots: 5\n    expect: '>= 0.5'\n"
+        "    baseline: {shots: 0, expect: {gain: '>= 0.3'}}\n"
+    )
+    (tmp_path / "s.yaml").write_text(text)
+    claims = load_spec(tmp_path / "s.yaml").spec.claims
+    assert claims[0].also[0].task == "closed_book" and claims[0].control.random_heads == "same_count"
+    merged = claims[0].metric.merged(claims[0].also[0])
+    assert (merged.name, merged.task) == ("recall", "closed_book")
+    assert claims[1].probe.kind == "natural_text" and claims[1].probe.length == 300
+    assert claims[2].baseline.expect.gain.check(0.31)
+
+
+@pytest.mark.parametrize(
+    "replace, where, fragment",
+    [(("    heads: [18.6]\n", ""), (4, 5), "give exactly one of heads"),
+     (("task: open_book", "task: open_bok"), (7, 34), "unknown task 'open_bok' (did you mean 'open_book'?)"),
+     (("{name: recall, task: open_book}", "{name: recall}"), (7, 13), "metric recall needs a task"),
+     (("{name: recall, task: open_book}", "{name: repeated_token_loss, task: open_book}"), (7, 13),
+      "metric repeated_token_loss does not use task"),
+     (("{drop: '>= 0.3'}", "{drop: '>= 0.3', increase: '> 1'}"), (8, 13), "give exactly one of increase"),
+     (("kind: ablation", "kind: ablaton"), (5, 11), "did you mean 'ablation'?")],
+)
+def test_behavioural_claim_errors(tmp_path: Path, replace: tuple[str, str], where: tuple[int, int], fragment: str) -> None:
+    out = _errors(tmp_path, HEAD + ABLATION.replace(*replace))
+    assert f"{_where(tmp_path, 's.yaml', *where)}: " in out and fragment in out, out
+
+
+def test_probe_kind_typo_suggests_a_key(tmp_path: Path) -> None:
+    out = _errors(tmp_path, HEAD + GOOD_CLAIM + "    probe: {kind: natural_text, lenght: 30}\n")
+    assert "unknown key 'lenght' (did you mean 'length'?)" in out and "corpus" in out
