@@ -313,7 +313,8 @@ class _Reporter:
 
         # Under xdist the passes happen in workers; the controller's count would be a lie.
         passes = None if config.pluginmanager.hasplugin("dsession") else get_session().forward_passes
-        report = build_report(self.results, config.stash.get(_SPEC_ERRORS, []), forward_passes=passes)
+        report = build_report(self.results, config.stash.get(_SPEC_ERRORS, []), forward_passes=passes,
+                              session_seed=get_session().seed)
         if json_path:
             write_json(report, Path(json_path))
         if md_path:

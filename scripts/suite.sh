@@ -8,4 +8,6 @@ bash scripts/install.sh
 SUITE="${ICLTEST_SUITE:-suites/smollm2-135m.yaml}"
 NAME="$(basename "$SUITE" .yaml)"
 mkdir -p reports
-pytest "$SUITE" -p no:cacheprovider --icl-json "reports/$NAME.json" --icl-markdown "reports/$NAME.md" "$@"
+# In CI: derandomized property claims at half budget, no example database.
+pytest "$SUITE" -p no:cacheprovider --icl-json "reports/$NAME.json" --icl-markdown "reports/$NAME.md" \
+    ${CI:+--hypothesis-profile icltest-ci} "$@"

@@ -28,7 +28,8 @@ def environment() -> dict[str, Any]:
 
 
 def build_report(
-    records: list[dict[str, Any]], spec_errors: list[str] | None = None, forward_passes: int | None = None
+    records: list[dict[str, Any]], spec_errors: list[str] | None = None, forward_passes: int | None = None,
+    session_seed: int | None = None,
 ) -> dict[str, Any]:
     models: dict[str, dict[str, Any]] = {}
     for record in records:
@@ -38,6 +39,7 @@ def build_report(
     passed = sum(1 for r in records if r.get("passed"))
     env = environment()
     env["models"] = models
+    env["session_seed"] = session_seed
     return {
         "summary": {
             "claims": len(records), "passed": passed, "failed": len(records) - passed,

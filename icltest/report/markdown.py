@@ -7,9 +7,26 @@ from typing import Any
 from icltest.report.build import _fmt
 
 
+def _table(records: list[dict[str, Any]]) -> list[str]:
+    out = ["| | claim | measured | expected | summary | spec |", "|---|---|---|---|---|---|"]
+    for r in records:
+        mark = "✅" if r.get("passed") else ("⚠️" if "error" in r else "❌")
+        summary = (r.get("summary") or r.get("error") or "").replace("|", "\\|").replace("\n", " ")
+        out.append(
+            f"| {mark} | `{r['id']}[{r['target']}]` | {_fmt(r.get('value'))} | `{r.get('expect', '-')}` "
+            f"| {summary} | `{r.get('spec', '')}` |"
+        )
+    return out
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     s = report["summary"]
     env = report["env"]
+    kinds: dict[str, list[int]] = {}
+    for r in report["claims"]:
+        counts = kinds.setdefault(r.get("kind", "?"), [0, 0])
+        counts[0] += bool(r.get("passed"))
+        counts[1] += 1
     out = [
         "# icltest report",
         "",
@@ -17,16 +34,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         + (f", {s['failed']} failed" if s["failed"] else "")
         + (f", {s['spec_errors']} spec file(s) with errors" if s["spec_errors"] else ""),
         "",
-        "| | claim | measured | expected | summary | spec |",
-        "|---|---|---|---|---|---|",
+        " · ".join(f"{kind}: {p}/{n}" for kind, (p, n) in sorted(kinds.items())),
+        "",
     ]
-    for r in report["claims"]:
-        mark = "✅" if r.get("passed") else "❌"
-        summary = (r.get("summary") or r.get("error") or "").replace("|", "\\|")
-        out.append(
-            f"| {mark} | `{r['id']}[{r['target']}]` | {_fmt(r.get('value'))} | `{r.get('expect', '-')}` "
-            f"| {summary} | `{r.get('spec', '')}` |"
-        )
+    failed = [r for r in report["claims"] if not r.get("passed")]
+    if failed:
+        out += ["## Failed", ""] + _table(failed) + ["", "## All claims", ""]
+    out += _table(report["claims"])
     if report.get("spec_errors"):
         out += ["", "## Spec files with errors", ""] + [f"- `{p}`" for p in report["spec_errors"]]
     out += ["", "## Models", ""]

@@ -135,3 +135,12 @@ def test_claims_sharing_a_probe_share_one_forward_pass(pytester: pytest.Pytester
     report = json.loads((pytester.path / "out.json").read_text())
     assert report["summary"]["claims"] == 6
     assert report["summary"]["forward_passes"] == 2  # five claims on one probe, one on another
+
+
+def test_hub_id_code_path_loads_through_a_local_folder(circuit_dir: Path) -> None:
+    """`model: {id: ...}` goes through from_pretrained exactly as a hub id would (no hub here)."""
+    from icltest.models.loading import ModelSource, load_model
+
+    loaded = load_model(ModelSource(id=str(circuit_dir)))
+    assert loaded.info["revision"] == "unknown" and loaded.adapter.n_heads == 4
+    assert loaded.model.config._attn_implementation == "eager"  # attention probabilities available

@@ -46,3 +46,31 @@ def test_bos_modes() -> None:
 def test_length_larger_than_vocab_is_an_error() -> None:
     with pytest.raises(ValueError, match="exceeds"):
         repeated_random(Vocab(allowed=torch.arange(3, 8), bos_id=None), length=10, repeats=2, batch=1, seed=0)
+
+
+def test_natural_text_probe_cuts_documents_to_length() -> None:
+    import re
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from icltest.probes.natural_text import load_corpus, natural_text
+
+    docs = load_corpus("essays")
+    assert len(docs) >= 16
+    vocab = {"<bos>": 0, "<unk>": 1}
+    for w in sorted({w for d in docs for w in re.findall(r"\w+|[^\w\s]", d)}):
+        vocab.setdefault(w, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", unk_token="<unk>")
+    probe = natural_text(tok, length=300, batch=8, seed=2, bos="auto", bos_id=0)
+    assert probe.tokens.shape == (8, 301) and probe.prefix == 1 and not probe.valid[:, 0].any()
+    chosen = probe.params["documents"]
+    assert len(set(chosen)) == 8
+    for row, index in zip(probe.tokens.tolist(), chosen):
+        words = re.findall(r"\w+|[^\w\s]", docs[index])[:300]
+        assert row[1:] == [vocab[w] for w in words]
+    assert natural_text(tok, length=300, batch=8, seed=2, bos_id=0).params["documents"] == chosen
+    with pytest.raises(ValueError, match="documents in corpus 'essays' have 5000 tokens"):
+        natural_text(tok, length=5000, batch=2, seed=0, bos_id=0)
