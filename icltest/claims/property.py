@@ -55,6 +55,8 @@ def build_strategy(spec: Any, vocab: Any, tokenizer: Any) -> Any:
     from icltest import strategies
 
     bos = {"yes": True, "no": False}.get(getattr(spec, "bos", None) or "auto")
+    if getattr(spec, "vocab", None) == "words":
+        vocab = word_vocab(vocab, tokenizer)
     if spec.kind == "random_tokens":
         return strategies.random_tokens(vocab, length=_rng(spec, "length"), bos=bos)
     if spec.kind == "repeated_random":
@@ -65,6 +67,28 @@ def build_strategy(spec: Any, vocab: Any, tokenizer: Any) -> Any:
     if spec.kind == "few_shot":
         return strategies.few_shot_prompts(tokenizer, spec.task, shots=_rng(spec, "shots"))
     return strategies.natural_text_spans(tokenizer, length=spec.length or (16, 128), corpus=spec.corpus or "essays", bos=bos)
+
+
+_WORD = None
+
+
+def word_vocab(vocab: Any, tokenizer: Any) -> Any:
+    """The drawable tokens that decode to a word: letters only, optionally after one space.
+
+    Low token ids in byte-level BPE vocabularies are single punctuation bytes, and Hypothesis
+    shrinks towards low ids; restricting to word tokens asks about the text a model usually copies.
+    """
+    import re
+    from dataclasses import replace
+
+    import torch
+
+    global _WORD
+    _WORD = _WORD or re.compile(r"^ ?[A-Za-z]{2,}$")
+    keep = [int(i) for i in vocab.allowed.tolist() if _WORD.match(tokenizer.decode([int(i)]))]
+    if not keep:
+        raise ValueError("no token of this tokenizer decodes to a word; use vocab: non_special")
+    return replace(vocab, allowed=torch.tensor(keep))
 
 
 class SequenceEvaluator:
@@ -178,7 +202,8 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     comparison = check.per_sequence if check.per_sequence is not None else check.mean
     aggregate = check.mean is not None
     if aggregate:
-        strategy = st.lists(strategy, min_size=check.batch, max_size=check.batch)
+        # Distinct sequences: Hypothesis' first (simplest) example would otherwise repeat one input.
+        strategy = st.lists(strategy, min_size=check.batch, max_size=check.batch, unique_by=lambda q: q.ids)
     values: list[float] = []
 
     def value_of(x: Any) -> float:

@@ -37,12 +37,14 @@ def build_report(
         if model and model.get("name"):
             models[model["name"]] = model
     passed = sum(1 for r in records if r.get("passed"))
+    xfailed = sum(1 for r in records if r.get("xfail") and not r.get("passed"))
     env = environment()
     env["models"] = models
     env["session_seed"] = session_seed
     return {
         "summary": {
-            "claims": len(records), "passed": passed, "failed": len(records) - passed,
+            "claims": len(records), "passed": passed, "failed": len(records) - passed - xfailed,
+            "xfailed": xfailed,
             "spec_errors": len(spec_errors or []), "forward_passes": forward_passes,
         },
         "claims": records,
@@ -61,7 +63,7 @@ def terminal_lines(records: list[dict[str, Any]]) -> list[str]:
     """A fixed-width table: status, item, measured, expected, spec line."""
     rows = [("", "claim", "measured", "expected", "spec")]
     for r in records:
-        status = "PASS" if r.get("passed") else ("ERROR" if "error" in r else "FAIL")
+        status = "PASS" if r.get("passed") else ("XFAIL" if r.get("xfail") else ("ERROR" if "error" in r else "FAIL"))
         rows.append((status, f"{r['id']}[{r['target']}]", _fmt(r.get("value")), r.get("expect", "-"), r.get("spec", "")))
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]

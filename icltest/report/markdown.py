@@ -10,7 +10,7 @@ from icltest.report.build import _fmt
 def _table(records: list[dict[str, Any]]) -> list[str]:
     out = ["| | claim | measured | expected | summary | spec |", "|---|---|---|---|---|---|"]
     for r in records:
-        mark = "✅" if r.get("passed") else ("⚠️" if "error" in r else "❌")
+        mark = "✅" if r.get("passed") else ("➖ xfail" if r.get("xfail") else ("⚠️" if "error" in r else "❌"))
         summary = (r.get("summary") or r.get("error") or "").replace("|", "\\|").replace("\n", " ")
         out.append(
             f"| {mark} | `{r['id']}[{r['target']}]` | {_fmt(r.get('value'))} | `{r.get('expect', '-')}` "
@@ -32,12 +32,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"**{s['passed']}/{s['claims']} claims passed**"
         + (f", {s['failed']} failed" if s["failed"] else "")
+        + (f", {s['xfailed']} known failure(s) (xfail)" if s.get("xfailed") else "")
         + (f", {s['spec_errors']} spec file(s) with errors" if s["spec_errors"] else ""),
         "",
         " · ".join(f"{kind}: {p}/{n}" for kind, (p, n) in sorted(kinds.items())),
         "",
     ]
-    failed = [r for r in report["claims"] if not r.get("passed")]
+    failed = [r for r in report["claims"] if not r.get("passed") and not r.get("xfail")]
     if failed:
         out += ["## Failed", ""] + _table(failed) + ["", "## All claims", ""]
     out += _table(report["claims"])

@@ -523,7 +523,8 @@ class StrategySpec(_Strict):
     length: IntRange | None = None
     repeats: IntRange | None = None
     noise_tokens: IntRange | None = None
-    vocab: Literal["non_special"] | None = Field(None, description="token pool: the non-special vocabulary")
+    vocab: Literal["non_special", "words"] | None = Field(
+        None, description="token pool: every non-special token, or only tokens that decode to a word (letters, optional leading space)")
     bos: Literal["auto", "yes", "no"] | None = None
     task: str | None = None
     shots: IntRange | None = None

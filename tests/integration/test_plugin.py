@@ -85,7 +85,7 @@ def test_run_failure_text_and_json_report(pytester: pytest.Pytester, circuit_dir
     assert not by_item["induction[L1H1]"]["passed"] and by_item["induction[L1H1]"]["value"] < 0.3
     assert by_item["top-induction[L1H0]"]["value"] == 1.0
     assert by_item["prev[L0H0]"]["spec"].startswith(f"icl_circuit.yaml:{_line_of(text, '- id: prev')}:")
-    assert report["summary"] == {"claims": 5, "passed": 4, "failed": 1, "spec_errors": 0,
+    assert report["summary"] == {"claims": 5, "passed": 4, "failed": 1, "xfailed": 0, "spec_errors": 0,
                                  "forward_passes": 1}
     env = report["env"]
     assert env["torch"] and env["transformers"] and env["python"]

@@ -80,3 +80,13 @@ def test_ci_profile_scales_the_budget(pytester: pytest.Pytester, circuit_dir: Pa
     pytester.runpytest("--icl-json", "out.json", "--hypothesis-profile", "icltest-ci", "-p", "no:cacheprovider")
     details = json.loads((pytester.path / "out.json").read_text())["claims"][0]["details"]
     assert details["examples_budget"] == 5  # 10 x (50 / 100)
+
+
+def test_xfail_mark_documents_a_known_failure(pytester: pytest.Pytester, circuit_dir: Path) -> None:
+    claim = _claim("uniform", "1.1", ">= 0.5", examples=5, extra="    marks: [xfail]\n")
+    pytester.makefile(".yaml", icl_prop=_spec(circuit_dir, claim))
+    result = pytester.runpytest("--icl-json", "out.json", "-p", "no:cacheprovider")
+    result.assert_outcomes(xfailed=1)
+    report = json.loads((pytester.path / "out.json").read_text())
+    assert report["summary"]["failed"] == 0 and report["summary"]["xfailed"] == 1
+    assert report["claims"][0]["details"]["counterexample"]["length"] <= 6
