@@ -45,6 +45,7 @@ class _Inputs:
     params: dict[str, Any]
     answer_ids: list[int] = field(default_factory=list)
     probe: Any = None
+    other_ids: list[int] = field(default_factory=list)  # logit_diff: the competing answer's first token
 
 
 def _device(loaded: Any) -> torch.device:
@@ -76,7 +77,7 @@ class MetricRun:
 
     @property
     def is_task(self) -> bool:
-        return self.metric.name in ("accuracy", "recall", "answer_prob")
+        return self.metric.name in ("accuracy", "recall", "answer_prob", "logit_diff")
 
     def _build(self, seed: int | None) -> _Inputs:
         if self.is_task:
@@ -111,7 +112,12 @@ class MetricRun:
         ids, mask = pad_left(batch.input_ids, pad)
         params = dict(batch.params)
         label = f"task {params['task']}(shots={params['shots']}, n={params['n']}, seed={params['seed']}, {params['template']})"
-        return _Inputs(ids, mask.bool(), mask, label, params, answer_ids=list(batch.answer_ids))
+        other: list[int] = []
+        if m.name == "logit_diff":
+            from icltest.probes.books import remembered_answers
+
+            other = remembered_answers(batch, tok)
+        return _Inputs(ids, mask.bool(), mask, label, params, answer_ids=list(batch.answer_ids), other_ids=other)
 
     # ------------------------------------------------------------------ running
 
@@ -165,6 +171,8 @@ class MetricRun:
             last = self._last_logits(inputs)
             if m.name == "answer_prob":
                 return float(M.answer_prob(last, inputs.answer_ids).mean())
+            if m.name == "logit_diff":
+                return float(M.logit_diff(last, inputs.answer_ids, inputs.other_ids).mean())
             return M.first_token_accuracy(last, inputs.answer_ids)
         loss = self._token_losses(inputs)
         probe = inputs.probe

@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--ablate", action="store_true",
                       help="also ablate each head alone and tabulate the change of --metric (progress bar)")
     scan.add_argument("--metric", default="repeated_token_loss",
-                      choices=("repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob"))
+                      choices=("repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob", "logit_diff"))
     scan.add_argument("--task", help="task for accuracy/recall/answer_prob (e.g. open_book, antonym)")
     scan.add_argument("--shots", type=int, default=0, help="demonstrations per task prompt")
     scan.add_argument("--n", type=int, default=48, help="task prompts")

@@ -136,3 +136,22 @@ def build_book_prompts(
     batch.query_indices = queries
     batch.demo_indices = demos
     return batch
+
+
+def remembered_answers(batch: TaskBatch, tokenizer: Any) -> list[int]:
+    """For counterfactual prompts: the first token of the answer world knowledge gives.
+
+    Each counterfactual question is also a closed-book question; its closed-book answer ("Paris")
+    competes with the context's answer ("Rome"). Scored in the same position and with the same
+    leading-space convention as the context answer, so ``logit_diff`` = logit(context answer) -
+    logit(remembered answer) > 0 means the context wins.
+
+    Raises:
+        ValueError: the batch is not counterfactual or uses a chat template.
+    """
+    if batch.params.get("task") != "counterfactual" or batch.params.get("template") != "plain":
+        raise ValueError("remembered answers exist for plain-text counterfactual prompts only (chat_template: no)")
+    items = load_book("counterfactual")
+    memory = {item.question: item.answer for item in load_book("closed_book")}
+    answers = [memory[items[q].question] for q in batch.query_indices]
+    return encode_prompts(tokenizer, batch.prompts, answers, chat=False).answer_ids

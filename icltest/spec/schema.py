@@ -307,8 +307,8 @@ class HeadRankClaim(_ClaimBase):
 
 # ----------------------------------------------------------------------------- behaviour
 
-METRIC_NAMES: tuple[str, ...] = ("repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob")
-TASK_METRICS: tuple[str, ...] = ("accuracy", "recall", "answer_prob")
+METRIC_NAMES: tuple[str, ...] = ("repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob", "logit_diff")
+TASK_METRICS: tuple[str, ...] = ("accuracy", "recall", "answer_prob", "logit_diff")
 BOOK_TASKS: tuple[str, ...] = ("open_book", "closed_book", "counterfactual")
 Part = Union[Literal["first", "second_half", "later", "all"], Annotated[int, Field(ge=0)]]
 ChatTemplate = Literal["auto", "yes", "no"]
@@ -349,7 +349,7 @@ class _MetricFields(_Strict):
 class MetricSpec(_MetricFields):
     """What a behavioural claim measures, and on which inputs."""
 
-    name: Literal["repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob"]
+    name: Literal["repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob", "logit_diff"]
 
     @model_validator(mode="after")
     def _fields_fit_metric(self) -> "MetricSpec":
@@ -357,6 +357,9 @@ class MetricSpec(_MetricFields):
         if self.name in TASK_METRICS:
             if self.task is None:
                 raise ValueError(f"metric {self.name} needs a task (e.g. task: open_book or task: antonym)")
+            if self.name == "logit_diff" and self.task != "counterfactual":
+                raise ValueError("logit_diff compares the answer in the context with the remembered one: "
+                                 "it needs task: counterfactual")
             wrong = [f for f in ("part", "late", "early", "window") if getattr(self, f) is not None]
         else:
             wrong = [f for f in task_fields if getattr(self, f) is not None]
@@ -423,7 +426,7 @@ class ControlSpec(_Strict):
 class AlsoSpec(_MetricFields):
     """The same ablation judged on a second metric (e.g. closed-book recall must NOT drop)."""
 
-    name: Literal["repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob"] | None = None
+    name: Literal["repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob", "logit_diff"] | None = None
     expect: EffectExpect
 
 

@@ -90,3 +90,24 @@ def test_xfail_mark_documents_a_known_failure(pytester: pytest.Pytester, circuit
     report = json.loads((pytester.path / "out.json").read_text())
     assert report["summary"]["failed"] == 0 and report["summary"]["xfailed"] == 1
     assert report["claims"][0]["details"]["counterexample"]["length"] <= 6
+
+
+def test_icl_model_fixture_for_users_own_given_tests(pytester: pytest.Pytester, circuit_dir: Path) -> None:
+    pytester.makepyfile(test_mine='''
+        from hypothesis import given, settings
+        from icltest import strategies as icl
+
+        def test_vocab_and_strategy(icl_model, icl_vocab):
+            assert icl_model.adapter.n_heads == 4 and icl_vocab.bos_id == 0
+
+            @settings(max_examples=5, deadline=None, database=None)
+            @given(icl.repeated_segments(icl_vocab, length=(2, 5), repeats=2))
+            def check(seq):
+                assert seq.ids[0] == 0 and seq.ids[1:1 + seq.segment] == seq.ids[1 + seq.segment:]
+            check()
+    ''')
+    result = pytester.runpytest("--icl-model", str(circuit_dir), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    skipped = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    skipped.assert_outcomes(skipped=1)
+    assert "--icl-model" in skipped.stdout.str()

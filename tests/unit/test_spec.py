@@ -214,7 +214,8 @@ def test_behavioural_claims_load(tmp_path: Path) -> None:
      (("{name: recall, task: open_book}", "{name: repeated_token_loss, task: open_book}"), (7, 13),
       "metric repeated_token_loss does not use task"),
      (("{drop: '>= 0.3'}", "{drop: '>= 0.3', increase: '> 1'}"), (8, 13), "give exactly one of increase"),
-     (("kind: ablation", "kind: ablaton"), (5, 11), "did you mean 'ablation'?")],
+     (("kind: ablation", "kind: ablaton"), (5, 11), "did you mean 'ablation'?"),
+     (("{name: recall, task: open_book}", "{name: logit_diff, task: open_book}"), (7, 13), "it needs task: counterfactual")],
 )
 def test_behavioural_claim_errors(tmp_path: Path, replace: tuple[str, str], where: tuple[int, int], fragment: str) -> None:
     out = _errors(tmp_path, HEAD + ABLATION.replace(*replace))
