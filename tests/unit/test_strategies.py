@@ -6,7 +6,6 @@ import re
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from icltest import strategies as icl
 from icltest.probes.random_tokens import Vocab

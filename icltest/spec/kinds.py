@@ -1,0 +1,328 @@
+"""One schema model per claim kind (and the mappings inside them)."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from icltest.spec.base import (
+    Comparison,
+    Expectation,
+    Head,
+    HeadSelection,
+    ScoreName,
+    _check_task,
+    _ClaimBase,
+    _layer_list,
+    _Strict,
+)
+
+class HeadScoreClaim(_ClaimBase):
+    """Heads meet a bound on an attention-pattern score (one item per listed head)."""
+
+    kind: Literal["head_score"]
+    score: ScoreName
+    heads: HeadSelection
+    expect: Expectation
+
+
+class RankExpect(_Strict):
+    rank: Expectation
+
+
+class HeadRankClaim(_ClaimBase):
+    """A head's rank among all heads by a score (1 = highest)."""
+
+    kind: Literal["head_rank"]
+    score: ScoreName
+    head: Head
+    expect: RankExpect
+
+# ----------------------------------------------------------------------------- behaviour
+
+METRIC_NAMES: tuple[str, ...] = ("repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob", "logit_diff")
+TASK_METRICS: tuple[str, ...] = ("accuracy", "recall", "answer_prob", "logit_diff")
+BOOK_TASKS: tuple[str, ...] = ("open_book", "closed_book", "counterfactual")
+Part = Union[Literal["first", "second_half", "later", "all"], Annotated[int, Field(ge=0)]]
+ChatTemplate = Literal["auto", "yes", "no"]
+
+
+class _MetricFields(_Strict):
+    part: Part | None = Field(None, description="repeated_token_loss: which repeats (default second_half)")
+    task: str | None = Field(None, description="accuracy / recall / answer_prob: an ICL task or open_book / closed_book / counterfactual")
+    shots: int | None = Field(None, ge=0, le=64, description="demonstrations before each query (default 0)")
+    n: int | None = Field(None, ge=1, le=4096, description="number of prompts (default 48)")
+    seed: int | None = Field(None, ge=0, description="prompt sampling seed (default 0)")
+    chat_template: ChatTemplate | None = Field(None, description="wrap prompts in the model's chat template (default no)")
+    late: int | None = Field(None, ge=1, description="icl_score: token position with more context")
+    early: int | None = Field(None, ge=1, description="icl_score: token position with less context")
+    window: int | None = Field(None, ge=1, description="icl_score: average the loss over this many positions ending at late/early")
+
+    _check_task = field_validator("task")(classmethod(lambda cls, v: _check_task(v)))
+
+
+class MetricSpec(_MetricFields):
+    """What a behavioural claim measures, and on which inputs."""
+
+    name: Literal["repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob", "logit_diff"]
+
+    @model_validator(mode="after")
+    def _fields_fit_metric(self) -> "MetricSpec":
+        task_fields = ("task", "shots", "n", "chat_template")
+        if self.name in TASK_METRICS:
+            if self.task is None:
+                raise ValueError(f"metric {self.name} needs a task (e.g. task: open_book or task: antonym)")
+            if self.name == "logit_diff" and self.task != "counterfactual":
+                raise ValueError("logit_diff compares the answer in the context with the remembered one: "
+                                 "it needs task: counterfactual")
+            wrong = [f for f in ("part", "late", "early", "window") if getattr(self, f) is not None]
+        else:
+            wrong = [f for f in task_fields if getattr(self, f) is not None]
+            if self.name == "repeated_token_loss":
+                wrong += [f for f in ("late", "early", "window") if getattr(self, f) is not None]
+            else:
+                wrong += [f for f in ("part",) if getattr(self, f) is not None]
+        if wrong:
+            raise ValueError(f"metric {self.name} does not use {', '.join(wrong)}")
+        if self.late is not None and self.early is not None and self.early >= self.late:
+            raise ValueError(f"early ({self.early}) must be before late ({self.late})")
+        return self
+
+    def merged(self, other: "_MetricFields", name: str | None = None) -> "MetricSpec":
+        """This metric with the fields ``other`` sets (used by ``also:``)."""
+        data = self.model_dump(exclude_none=True)
+        data.update(other.model_dump(exclude_none=True, exclude={"expect", "name"}))
+        if name:
+            data["name"] = name
+        return MetricSpec.model_validate(data)
+
+
+class EffectExpect(_Strict):
+    """How the metric must move under the ablation: ``increase`` = ablated - clean, ``drop`` = clean - ablated."""
+
+    increase: Expectation | None = None
+    drop: Expectation | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "EffectExpect":
+        if (self.increase is None) == (self.drop is None):
+            raise ValueError("give exactly one of increase (ablated - clean) or drop (clean - ablated)")
+        return self
+
+    @property
+    def direction(self) -> str:
+        return "increase" if self.increase is not None else "drop"
+
+    @property
+    def comparison(self) -> Comparison:
+        return self.increase if self.increase is not None else self.drop  # type: ignore[return-value]
+
+
+class ControlExpect(_Strict):
+    effect_ratio: Expectation | None = Field(None, description="target effect / |mean control effect|")
+    mean: Expectation | None = Field(None, description="mean effect of the random draws")
+
+    @model_validator(mode="after")
+    def _something(self) -> "ControlExpect":
+        if self.effect_ratio is None and self.mean is None:
+            raise ValueError("give effect_ratio and/or mean")
+        return self
+
+
+class ControlSpec(_Strict):
+    """Ablate the same number of random heads (never the targets), several seeded draws."""
+
+    random_heads: Literal["same_count"] | Annotated[int, Field(ge=1)] = "same_count"
+    draws: int = Field(5, ge=1, le=100)
+    seed: int = Field(0, ge=0)
+    expect: ControlExpect
+
+
+class AlsoSpec(_MetricFields):
+    """The same ablation judged on a second metric (e.g. closed-book recall must NOT drop)."""
+
+    name: Literal["repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob", "logit_diff"] | None = None
+    expect: EffectExpect
+
+
+class LayerSelection(_Strict):
+    layers: Annotated[list[Annotated[int, Field(ge=0)]], BeforeValidator(_layer_list), Field(min_length=1)]
+    part: Literal["attn", "mlp"] = "attn"
+
+
+class ReferenceSpec(_Strict):
+    """Inputs whose activations mean / resample ablation write (default: the probe with seed + 1)."""
+
+    seed: int = Field(ge=0)
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, dict) else value
+
+
+class AblationClaim(_ClaimBase):
+    """Removing heads (or whole attention / MLP blocks) moves a metric, more than random heads do."""
+
+    kind: Literal["ablation"]
+    heads: HeadSelection | None = None
+    block: LayerSelection | None = Field(None, description="ablate whole blocks instead: {layers: '3-4', part: mlp}")
+    method: Literal["zero", "mean", "resample"] = "zero"
+    reference: ReferenceSpec | None = None
+    metric: MetricSpec
+    expect: EffectExpect
+    control: ControlSpec | None = None
+    also: Annotated[list[AlsoSpec], BeforeValidator(_as_list)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _what_to_ablate(self) -> "AblationClaim":
+        if (self.heads is None) == (self.block is None):
+            raise ValueError("give exactly one of heads (attention heads) or block ({layers:, part:})")
+        if self.control is not None and self.heads is None:
+            raise ValueError("control (random heads) applies to head ablations only")
+        if self.block is not None and self.method == "resample":
+            raise ValueError("block ablation supports zero and mean")
+        return self
+
+
+class IclScoreClaim(_ClaimBase):
+    """Olsson et al.'s in-context-learning score: loss at a late token minus loss at an early one."""
+
+    kind: Literal["icl_score"]
+    late: int | None = Field(None, ge=1)
+    early: int | None = Field(None, ge=1)
+    window: int = Field(1, ge=1)
+    expect: Expectation
+
+
+class BaselineSpec(_Strict):
+    shots: int = Field(0, ge=0, le=64)
+    expect: "GainExpect"
+
+
+class GainExpect(_Strict):
+    gain: Expectation = Field(description="value at `shots` minus value at the baseline's shots")
+
+
+class TaskAccuracyClaim(_ClaimBase):
+    """First-token accuracy (or answer probability) on a few-shot task, optionally vs a baseline shot count."""
+
+    kind: Literal["task_accuracy"]
+    task: str
+    shots: int = Field(0, ge=0, le=64)
+    n: int = Field(48, ge=1, le=4096)
+    seed: int = Field(0, ge=0)
+    chat_template: ChatTemplate = "no"
+    metric: Literal["accuracy", "answer_prob"] = "accuracy"
+    expect: Expectation
+    baseline: BaselineSpec | None = None
+
+    _check_task = field_validator("task")(classmethod(lambda cls, v: _check_task(v)))
+
+# ----------------------------------------------------------------------------- properties
+
+IntRange = Annotated[
+    Union[Annotated[int, Field(ge=0)], Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]],
+    Field(description="a number, or an inclusive range [low, high]"),
+]
+STRATEGY_FIELDS: dict[str, tuple[str, ...]] = {
+    "random_tokens": ("length", "bos", "vocab"),
+    "repeated_random": ("length", "repeats", "bos", "vocab"),
+    "repeated_with_noise": ("length", "repeats", "noise_tokens", "bos", "vocab"),
+    "few_shot": ("task", "shots"),
+    "natural_text": ("length", "corpus", "bos"),
+}
+
+
+class StrategySpec(_Strict):
+    """Which inputs a property ranges over (each field is a value or an inclusive [low, high] range)."""
+
+    kind: Literal["random_tokens", "repeated_random", "repeated_with_noise", "few_shot", "natural_text"]
+    length: IntRange | None = None
+    repeats: IntRange | None = None
+    noise_tokens: IntRange | None = None
+    vocab: Literal["non_special", "words"] | None = Field(
+        None, description="token pool: every non-special token, or only tokens that decode to a word (letters, optional leading space)")
+    bos: Literal["auto", "yes", "no"] | None = None
+    task: str | None = None
+    shots: IntRange | None = None
+    corpus: str | None = None
+
+    _check_task = field_validator("task")(classmethod(lambda cls, v: _check_task(v)))
+
+    @field_validator("length", "repeats", "noise_tokens", "shots")
+    @classmethod
+    def _ordered(cls, value: Any) -> Any:
+        if isinstance(value, list) and value[0] > value[1]:
+            raise ValueError(f"range [{value[0]}, {value[1]}] is empty: write [low, high]")
+        return value
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> "StrategySpec":
+        allowed = STRATEGY_FIELDS[self.kind]
+        given = [f for f in ("length", "repeats", "noise_tokens", "vocab", "bos", "task", "shots", "corpus")
+                 if getattr(self, f) is not None]
+        wrong = [f for f in given if f not in allowed]
+        if wrong:
+            raise ValueError(f"strategy {self.kind} does not use {', '.join(wrong)} (it takes {', '.join(allowed)})")
+        if self.kind == "few_shot" and self.task is None:
+            raise ValueError("strategy few_shot needs a task (e.g. task: antonym)")
+        return self
+
+
+PROPERTY_METRICS = ("second_copy_top1", "answer_top1")
+
+
+class CheckSpec(_Strict):
+    """What must hold for each generated input (``per_sequence``) or on average over a batch (``mean``)."""
+
+    score: ScoreName | None = None
+    head: Head | None = None
+    metric: Literal["second_copy_top1", "answer_top1"] | None = Field(
+        None, description="second_copy_top1: fraction of later-copy tokens predicted top-1; answer_top1: few-shot answer is the top token")
+    per_sequence: Expectation | None = None
+    mean: Expectation | None = None
+    batch: int = Field(8, ge=2, le=256, description="sequences per example for a mean check")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CheckSpec":
+        if (self.metric is None) == (self.score is None):
+            raise ValueError("give either score + head (an attention-pattern check) or metric")
+        if self.score is not None and self.head is None:
+            raise ValueError(f"score {self.score} needs a head (e.g. head: 18.6)")
+        if self.metric is not None and self.head is not None:
+            raise ValueError("head only applies to score checks")
+        if (self.per_sequence is None) == (self.mean is None):
+            raise ValueError("give exactly one of per_sequence (every input; shrinks failures) or mean (batch average)")
+        return self
+
+
+class PinnedExample(_Strict):
+    ids: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    prefix: int = Field(0, ge=0)
+    segment: int = Field(0, ge=0)
+    repeats: int = Field(0, ge=0)
+    copies: list[int] = Field(default_factory=list)
+    answer: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, value: Any) -> Any:
+        return {"ids": value} if isinstance(value, list) else value
+
+
+class PropertyClaim(_ClaimBase):
+    """A behaviour holds for every input a Hypothesis strategy generates."""
+
+    kind: Literal["property"]
+    strategy: StrategySpec
+    check: CheckSpec
+    examples: int = Field(30, ge=1, le=10000, description="per-claim example budget; the Hypothesis profile scales it")
+    examples_pinned: list[PinnedExample] = Field(default_factory=list, description="inputs always tried first")
+
+    @model_validator(mode="after")
+    def _fits(self) -> "PropertyClaim":
+        if self.check.metric == "second_copy_top1" and self.strategy.kind not in ("repeated_random", "repeated_with_noise"):
+            raise ValueError("second_copy_top1 needs a repeated_random or repeated_with_noise strategy")
+        if self.check.metric == "answer_top1" and self.strategy.kind != "few_shot":
+            raise ValueError("answer_top1 needs a few_shot strategy")
+        return self
