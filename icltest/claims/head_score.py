@@ -10,13 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from icltest.claims.base import ClaimContext, Measurement, Target, Verdict
-from icltest.claims.heads import check_head, head_name, head_pair, top_table
-
-
-def _int_list(value: Any, upper: int) -> list[int]:
-    if value is None:
-        return list(range(upper))
-    return [int(v) for v in value]
+from icltest.claims.heads import check_head, head_name, head_pair, resolve_selection, top_table
 
 
 def targets(claim: Any) -> list[Target]:
@@ -26,50 +20,23 @@ def targets(claim: Any) -> list[Target]:
         return [Target(head_name(*p), (p,)) for p in pairs]
     if hasattr(heads, "top"):
         return [Target(f"top{heads.top}")]
-    text = getattr(heads, "text", None) or _range_text(heads.layers)
-    return [Target(f"layers{text}")]
+    return [Target(f"layers{heads.text}")]
 
 
-def _range_text(layers: Any) -> str:
-    values = sorted(int(v) for v in layers)
-    if values and values == list(range(values[0], values[-1] + 1)):
-        return f"{values[0]}-{values[-1]}" if len(values) > 1 else str(values[0])
-    return ",".join(map(str, values))
-
-
-def selected_heads(claim: Any, target: Target, ctx: ClaimContext, table: Any) -> list[tuple[int, int]]:
+def selected_heads(claim: Any, target: Target, ctx: ClaimContext) -> list[tuple[int, int]]:
     """Resolve the target's heads against the model (range-checked, pointing at the spec)."""
-    adapter = ctx.loaded.adapter
     heads = claim.heads
-    if isinstance(heads, list):
+    if isinstance(heads, list):  # one item per listed head: only this target's head
         index = [head_pair(r) for r in heads].index(target.heads[0])
-        check_head(adapter, *target.heads[0], ctx.location(("heads", index)), "heads")
+        check_head(ctx.loaded.adapter, *target.heads[0], ctx.location(("heads", index)), "heads")
         return list(target.heads)
-    if hasattr(heads, "top"):
-        from icltest.scores.ranking import top_heads
-
-        by = getattr(heads, "by", None) or claim.score
-        run = ctx.session.pattern_run(ctx.loaded, ctx.probe_spec)
-        by_table = run.scores[by] if by != claim.score else table
-        if heads.top > adapter.n_layers * adapter.n_heads:
-            from icltest.claims.base import ClaimSpecError
-
-            raise ClaimSpecError(ctx.location(("heads", "top")), "heads.top",
-                                 f"top {heads.top} exceeds the model's {adapter.n_layers * adapter.n_heads} heads")
-        return [(l, h) for l, h, _ in top_heads(by_table, heads.top)]
-    layers = _int_list(heads.layers, adapter.n_layers)
-    head_ids = _int_list(getattr(heads, "heads", None), adapter.n_heads)
-    for layer in layers:
-        check_head(adapter, layer, 0, ctx.location(("heads", "layers")), "heads.layers")
-    for head in head_ids:
-        check_head(adapter, 0, head, ctx.location(("heads", "heads")), "heads.heads")
-    return [(l, h) for l in layers for h in head_ids]
+    return resolve_selection(heads, ctx, ("heads",), default_score=claim.score)
 
 
 def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     run = ctx.session.pattern_run(ctx.loaded, ctx.probe_spec)
     table = run.scores[claim.score]
-    heads = selected_heads(claim, target, ctx, table)
+    heads = selected_heads(claim, target, ctx)
     values = {head_name(l, h): float(table[l, h]) for l, h in heads}
     # The headline value is the head closest to failing, so one number tells the story.
     worst = min(values, key=lambda name: claim.expect.margin(values[name]))
