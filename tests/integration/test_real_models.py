@@ -36,16 +36,21 @@ def _loop_previous(attn_head: torch.Tensor, valid: list[bool]) -> tuple[float, i
     return sum(v for _, v in pairs), len(pairs)
 
 
+def _hooked_and_reference_runs(loaded):
+    """icltest's hooked, layer-by-layer run and transformers' own output_attentions run, same probe."""
+    session = Session()
+    session.add_model(loaded)
+    run = session.pattern_run(loaded, PROBE)
+    with torch.inference_mode():
+        out = loaded.model(input_ids=run.probe.tokens, output_attentions=True)
+    return run, run.probe, out
+
+
 @pytest.mark.slow
 def test_smollm2_scores_match_independent_computation(real_model) -> None:
     loaded = real_model("smollm2-135m")
     assert (loaded.adapter.n_heads, loaded.adapter.n_kv_heads, loaded.adapter.n_layers) == (9, 3, 30)
-    session = Session()
-    session.add_model(loaded)
-    run = session.pattern_run(loaded, PROBE)
-    probe = run.probe
-    with torch.inference_mode():
-        out = loaded.model(input_ids=probe.tokens, output_attentions=True)
+    run, probe, out = _hooked_and_reference_runs(loaded)
     assert out.attentions[18].shape[1] == 9  # GQA: one pattern per query head, not per kv head
     for layer, head in [(18, 6), (17, 3), (2, 1), (5, 0)]:
         attn = out.attentions[layer][:, head]
@@ -92,12 +97,7 @@ def test_gemma3_gqa_patterns_and_top_induction_head(real_model) -> None:
     """Gemma 3 270M: 4 query heads share 1 KV head; scores are per query head and match a loop."""
     loaded = real_model("gemma3-270m")
     assert (loaded.adapter.n_heads, loaded.adapter.n_kv_heads, loaded.adapter.n_layers) == (4, 1, 18)
-    session = Session()
-    session.add_model(loaded)
-    run = session.pattern_run(loaded, PROBE)
-    probe = run.probe
-    with torch.inference_mode():
-        out = loaded.model(input_ids=probe.tokens, output_attentions=True)
+    run, probe, out = _hooked_and_reference_runs(loaded)
     attn = out.attentions[5]
     assert attn.shape[1] == 4 and not torch.allclose(attn[:, 0], attn[:, 1])  # distinct per query head
     ind = [_loop_induction(attn[b, 1], probe.tokens[b].tolist(), probe.valid[b].tolist()) for b in range(4)]
