@@ -7,7 +7,6 @@ the clean run is computed once however many ablation claims compare against it.
 """
 from __future__ import annotations
 
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -317,6 +316,3 @@ def session_metric_run(session: Any, loaded: Any, metric: Any, probe_spec: Any, 
         runs[key] = MetricRun(session, loaded, metric, probe_spec, reference_seed)
     return runs[key]
 
-
-def nan_safe(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x

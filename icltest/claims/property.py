@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from typing import Any, Callable
 
@@ -69,7 +70,8 @@ def build_strategy(spec: Any, vocab: Any, tokenizer: Any) -> Any:
     return strategies.natural_text_spans(tokenizer, length=spec.length or (16, 128), corpus=spec.corpus or "essays", bos=bos)
 
 
-_WORD = None
+_WORD = re.compile(r"^ ?[A-Za-z]{2,}$")
+_WORD_VOCABS: dict[tuple[int, int], Any] = {}
 
 
 def word_vocab(vocab: Any, tokenizer: Any) -> Any:
@@ -78,17 +80,17 @@ def word_vocab(vocab: Any, tokenizer: Any) -> Any:
     Low token ids in byte-level BPE vocabularies are single punctuation bytes, and Hypothesis
     shrinks towards low ids; restricting to word tokens asks about the text a model usually copies.
     """
-    import re
     from dataclasses import replace
 
     import torch
 
-    global _WORD
-    _WORD = _WORD or re.compile(r"^ ?[A-Za-z]{2,}$")
-    keep = [int(i) for i in vocab.allowed.tolist() if _WORD.match(tokenizer.decode([int(i)]))]
-    if not keep:
-        raise ValueError("no token of this tokenizer decodes to a word; use vocab: non_special")
-    return replace(vocab, allowed=torch.tensor(keep))
+    key = (id(tokenizer), vocab.size)  # decoding every id takes a while: once per tokenizer
+    if key not in _WORD_VOCABS:
+        keep = [int(i) for i in vocab.allowed.tolist() if _WORD.match(tokenizer.decode([int(i)]))]
+        if not keep:
+            raise ValueError("no token of this tokenizer decodes to a word; use vocab: non_special")
+        _WORD_VOCABS[key] = replace(vocab, allowed=torch.tensor(keep))
+    return _WORD_VOCABS[key]
 
 
 class SequenceEvaluator:

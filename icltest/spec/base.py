@@ -25,7 +25,6 @@ from pydantic import (
 from icltest.spec.expect import JSON_SCHEMA as COMPARISON_SCHEMA
 from icltest.spec.expect import Comparison, parse_comparison
 
-SCHEMA_VERSION = 1
 ScoreName = Literal["induction", "previous_token", "duplicate_token", "prefix_matching"]
 SCORE_NAMES: tuple[str, ...] = ("induction", "previous_token", "duplicate_token", "prefix_matching")
 Dtype = Literal["float32", "bfloat16", "float16"]

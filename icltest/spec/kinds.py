@@ -40,9 +40,7 @@ class HeadRankClaim(_ClaimBase):
 
 # ----------------------------------------------------------------------------- behaviour
 
-METRIC_NAMES: tuple[str, ...] = ("repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob", "logit_diff")
 TASK_METRICS: tuple[str, ...] = ("accuracy", "recall", "answer_prob", "logit_diff")
-BOOK_TASKS: tuple[str, ...] = ("open_book", "closed_book", "counterfactual")
 Part = Union[Literal["first", "second_half", "later", "all"], Annotated[int, Field(ge=0)]]
 ChatTemplate = Literal["auto", "yes", "no"]
 
@@ -267,9 +265,6 @@ class StrategySpec(_Strict):
         if self.kind == "few_shot" and self.task is None:
             raise ValueError("strategy few_shot needs a task (e.g. task: antonym)")
         return self
-
-
-PROPERTY_METRICS = ("second_copy_top1", "answer_top1")
 
 
 class CheckSpec(_Strict):

@@ -65,35 +65,38 @@ def test_unsafe_tag_is_refused(tmp_path: Path) -> None:
     assert _where(tmp_path, "s.yaml", 2, 8) in out and "not allowed" in out
 
 
-def test_duplicate_key(tmp_path: Path) -> None:
-    out = _errors(tmp_path, HEAD + GOOD_CLAIM + "    expect: '>= 0.6'\n")
-    assert f"{_where(tmp_path, 's.yaml', 9, 5)}: claims[0].expect: duplicate key 'expect' (first given at line 8)" in out
+# One row per error class: spec text, expected "line:col: key: message" (lines/cols counted by hand).
+ERROR_CASES = {
+    "duplicate_key": (HEAD + GOOD_CLAIM + "    expect: '>= 0.6'\n",
+                      (9, 5), "claims[0].expect: duplicate key 'expect' (first given at line 8)"),
+    "unknown_nested_key": (HEAD + GOOD_CLAIM + "    probe: {length: 20, bacth: 4}\n",
+                           (9, 25), "claims[0].probe.bacth: unknown key 'bacth' (did you mean 'batch'?)"),
+    "unknown_claim_kind": (HEAD + GOOD_CLAIM.replace("head_score", "head_scor"),
+                           (5, 11), "claims[0].kind: unknown claim kind 'head_scor' (did you mean 'head_score'?)"),
+    "wrong_type": (HEAD + GOOD_CLAIM + "    probe: {length: fifty}\n",
+                   (9, 21), "claims[0].probe.length: Input should be a valid integer, unable to parse string as an integer (got 'fifty')"),
+    "bad_score_name": (HEAD + GOOD_CLAIM.replace("score: induction", "score: inductoin"),
+                       (6, 12), "claims[0].score: got 'inductoin' (did you mean 'induction'?)"),
+    "missing_required_key": (HEAD + GOOD_CLAIM.replace("    expect: '>= 0.5'\n", ""),
+                             (4, 5), "claims[0].expect: required key 'expect' is missing"),
+    "bad_head_reference": (HEAD + GOOD_CLAIM.replace("[18.6]", "[18]"),
+                           (7, 13), "claims[0].heads[0]: 18 names no head"),
+    "duplicate_claim_id": (HEAD + GOOD_CLAIM + GOOD_CLAIM,
+                           (9, 9), "claims[1].id: duplicate claim id 'a' (first used at line 4)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_CASES))
+def test_error_class_names_file_line_col_and_key(tmp_path: Path, case: str) -> None:
+    text, (line, col), message = ERROR_CASES[case]
+    out = _errors(tmp_path, text)
+    assert f"{_where(tmp_path, 's.yaml', line, col)}: {message}" in out, out
 
 
 def test_unknown_key_with_did_you_mean(tmp_path: Path) -> None:
     out = _errors(tmp_path, HEAD + GOOD_CLAIM.replace("expect:", "expct:"))
     assert f"{_where(tmp_path, 's.yaml', 8, 5)}: claims[0].expct: unknown key 'expct' (did you mean 'expect'?)" in out
     assert "required key 'expect'" not in out  # the guess already explains the missing key
-
-
-def test_unknown_nested_key(tmp_path: Path) -> None:
-    out = _errors(tmp_path, HEAD + GOOD_CLAIM + "    probe: {length: 20, bacth: 4}\n")
-    assert f"{_where(tmp_path, 's.yaml', 9, 25)}: claims[0].probe.bacth: unknown key 'bacth' (did you mean 'batch'?)" in out
-
-
-def test_unknown_claim_kind(tmp_path: Path) -> None:
-    out = _errors(tmp_path, HEAD + GOOD_CLAIM.replace("head_score", "head_scor"))
-    assert f"{_where(tmp_path, 's.yaml', 5, 11)}: claims[0].kind: unknown claim kind 'head_scor' (did you mean 'head_score'?)" in out
-
-
-def test_wrong_type(tmp_path: Path) -> None:
-    out = _errors(tmp_path, HEAD + GOOD_CLAIM + "    probe: {length: fifty}\n")
-    assert f"{_where(tmp_path, 's.yaml', 9, 21)}: claims[0].probe.length:" in out and "'fifty'" in out
-
-
-def test_bad_score_name(tmp_path: Path) -> None:
-    out = _errors(tmp_path, HEAD + GOOD_CLAIM.replace("score: induction", "score: inductoin"))
-    assert f"{_where(tmp_path, 's.yaml', 6, 12)}: claims[0].score: got 'inductoin' (did you mean 'induction'?)" in out
 
 
 @pytest.mark.parametrize(
@@ -104,21 +107,6 @@ def test_bad_score_name(tmp_path: Path) -> None:
 def test_bad_expectation(tmp_path: Path, expect: str, fragment: str) -> None:
     out = _errors(tmp_path, HEAD + GOOD_CLAIM.replace("'>= 0.5'", expect))
     assert f"{_where(tmp_path, 's.yaml', 8, 13)}: claims[0].expect: " in out and fragment in out
-
-
-def test_missing_required_key(tmp_path: Path) -> None:
-    out = _errors(tmp_path, HEAD + GOOD_CLAIM.replace("    expect: '>= 0.5'\n", ""))
-    assert f"{_where(tmp_path, 's.yaml', 4, 5)}: claims[0].expect: required key 'expect' is missing" in out
-
-
-def test_bad_head_reference(tmp_path: Path) -> None:
-    out = _errors(tmp_path, HEAD + GOOD_CLAIM.replace("[18.6]", "[18]"))
-    assert f"{_where(tmp_path, 's.yaml', 7, 13)}: claims[0].heads[0]: 18 names no head" in out
-
-
-def test_duplicate_claim_id(tmp_path: Path) -> None:
-    out = _errors(tmp_path, HEAD + GOOD_CLAIM + GOOD_CLAIM)
-    assert f"{_where(tmp_path, 's.yaml', 9, 9)}: claims[1].id: duplicate claim id 'a' (first used at line 4)" in out
 
 
 def test_unknown_alias_and_remote_code_key(tmp_path: Path) -> None:
