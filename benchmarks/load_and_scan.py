@@ -17,7 +17,7 @@ from pathlib import Path
 def main(aliases: list[str]) -> None:
     from icltest.models.loading import ModelSource, load_model
     from icltest.session import Session
-    from icltest.spec.schema import ProbeSpec
+    from icltest.schema.spec import ProbeSpec
 
     for alias in aliases:
         with tempfile.TemporaryDirectory() as cache:

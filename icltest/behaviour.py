@@ -57,7 +57,7 @@ class MetricRun:
     Args:
         session: the session (counts forward passes, builds vocabularies).
         loaded: the loaded model.
-        metric: a :class:`~icltest.spec.schema.MetricSpec` (or anything with the same attributes).
+        metric: a :class:`~icltest.schema.spec.MetricSpec` (or anything with the same attributes).
         probe_spec: the token probe for repeated_token_loss / icl_score (ignored by task metrics).
         reference_seed: seed of the reference inputs for mean / resample ablation (default seed + 1).
     """
@@ -85,7 +85,7 @@ class MetricRun:
 
         spec = self.probe_spec
         if spec is None:
-            from icltest.spec.schema import ProbeSpec
+            from icltest.schema.spec import ProbeSpec
 
             spec = ProbeSpec()
         if seed is not None:

@@ -48,7 +48,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from icltest.models.aliases import ModelUnavailable
     from icltest.scores.ranking import top_heads
     from icltest.session import Session
-    from icltest.spec.schema import ProbeSpec
+    from icltest.schema.spec import ProbeSpec
 
     session = Session(cache_dir=Path(args.cache) if args.cache else None, progress=not args.quiet)
     scores = [s.strip() for s in args.scores.split(",") if s.strip()]
@@ -99,7 +99,7 @@ def _ablation_scan(session: Any, loaded: Any, args: argparse.Namespace, probe: A
 
     from icltest.behaviour import Ablation, MetricRun
     from icltest.scores.ranking import top_heads
-    from icltest.spec.schema import TASK_METRICS, MetricSpec
+    from icltest.schema.spec import TASK_METRICS, MetricSpec
 
     fields: dict[str, Any] = {"name": args.metric}
     if args.metric in TASK_METRICS:
@@ -136,7 +136,7 @@ def _ablation_scan(session: Any, loaded: Any, args: argparse.Namespace, probe: A
 def _layers_arg(text: str | None, n_layers: int) -> list[int]:
     if not text:
         return list(range(n_layers))
-    from icltest.spec.schema import _layer_list
+    from icltest.schema.spec import _layer_list
 
     layers = _layer_list(text)
     bad = [l for l in layers if l >= n_layers]

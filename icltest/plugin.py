@@ -102,7 +102,7 @@ class SpecFileCollector(pytest.File):
 
     def collect(self):
         from icltest.claims import claim_module
-        from icltest.spec import load_spec
+        from icltest.schema import load_spec
 
         loaded = load_spec(self.path)
         file_marks = list(loaded.spec.marks)
@@ -122,7 +122,7 @@ class SpecFileCollector(pytest.File):
                 yield item
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
-        from icltest.spec import SpecError
+        from icltest.schema import SpecError
 
         if isinstance(excinfo.value, SpecError):
             self.config.stash[_SPEC_ERRORS].append(str(self.path))
@@ -170,7 +170,7 @@ class ClaimItem(pytest.Item):
         return source
 
     def _probe_spec(self) -> Any:
-        from icltest.spec.schema import ProbeSpec
+        from icltest.schema.spec import ProbeSpec
 
         defaults = getattr(self.spec.spec, "defaults", None)
         return self.claim.probe or (defaults.probe if defaults and defaults.probe else None) or ProbeSpec()
@@ -256,7 +256,7 @@ def icl_model(request: pytest.FixtureRequest) -> Any:
     from icltest.models.aliases import ModelUnavailable
     from icltest.models.loading import ModelSource
     from icltest.session import get_session
-    from icltest.spec.schema import ModelRef
+    from icltest.schema.spec import ModelRef
 
     name = _opt(request.config, "model")
     if not name:

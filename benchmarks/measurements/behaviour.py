@@ -4,7 +4,7 @@ import json, sys, time
 from icltest.session import Session
 from icltest.models.loading import ModelSource
 from icltest.behaviour import Ablation, MetricRun
-from icltest.spec.schema import MetricSpec, ProbeSpec, NaturalTextProbe
+from icltest.schema.spec import MetricSpec, ProbeSpec, NaturalTextProbe
 from icltest.scores.control import draw_random_heads
 alias = sys.argv[1]
 s = Session(); L = s.model(ModelSource(alias=alias))

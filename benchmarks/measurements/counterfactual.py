@@ -2,7 +2,7 @@
 from icltest.session import Session
 from icltest.models.loading import ModelSource
 from icltest.behaviour import Ablation, MetricRun
-from icltest.spec.schema import MetricSpec
+from icltest.schema.spec import MetricSpec
 from icltest.scores.control import draw_random_heads
 s = Session(); L = s.model(ModelSource(alias="smollm2-135m"))
 INC = ((0,3),(14,3),(16,0),(10,8),(22,1)); PAR = ((23,4),(5,6),(21,5),(20,5),(1,0))

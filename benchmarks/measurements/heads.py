@@ -3,7 +3,7 @@ import json, sys, time
 from icltest.session import Session
 from icltest.models.loading import ModelSource
 from icltest.behaviour import Ablation, MetricRun
-from icltest.spec.schema import MetricSpec
+from icltest.schema.spec import MetricSpec
 from icltest.scores.control import draw_random_heads
 s = Session(); L = s.model(ModelSource(alias="smollm2-135m"))
 SETS = {"incontext": [(0,3),(14,3),(16,0),(10,8),(22,1)], "parametric": [(23,4),(5,6),(21,5),(20,5),(1,0)]}

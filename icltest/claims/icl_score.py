@@ -18,7 +18,7 @@ def targets(claim: Any) -> list[Target]:
 
 def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     from icltest.behaviour import icl_positions, session_metric_run
-    from icltest.spec.schema import MetricSpec
+    from icltest.schema.spec import MetricSpec
 
     metric = MetricSpec(name="icl_score", late=claim.late, early=claim.early, window=claim.window)
     try:

@@ -15,7 +15,7 @@ def targets(claim: Any) -> list[Target]:
 
 
 def _metric(claim: Any, shots: int) -> Any:
-    from icltest.spec.schema import MetricSpec
+    from icltest.schema.spec import MetricSpec
 
     return MetricSpec(name=claim.metric, task=claim.task, shots=shots, n=claim.n, seed=claim.seed,
                       chat_template=claim.chat_template)

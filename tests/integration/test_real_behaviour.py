@@ -6,7 +6,7 @@ import torch
 
 from icltest.behaviour import Ablation, MetricRun
 from icltest.session import Session
-from icltest.spec.schema import MetricSpec, ProbeSpec
+from icltest.schema.spec import MetricSpec, ProbeSpec
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from icltest.spec import load_spec
+from icltest.schema import load_spec
 
 README = Path(__file__).parents[2] / "README.md"
 BLOCKS = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)

@@ -1,7 +1,7 @@
 """Spec building blocks shared by every claim kind: expectations, heads, models, probes.
 
 Kept free of torch so that collecting spec files stays fast. The claim kinds live in
-``icltest.spec.kinds`` and the file-level ``Spec`` in ``icltest.spec.schema``.
+``icltest.schema.kinds`` and the file-level ``Spec`` in ``icltest.schema.spec``.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from icltest.spec.expect import JSON_SCHEMA as COMPARISON_SCHEMA
-from icltest.spec.expect import Comparison, parse_comparison
+from icltest.schema.expect import JSON_SCHEMA as COMPARISON_SCHEMA
+from icltest.schema.expect import Comparison, parse_comparison
 
 ScoreName = Literal["induction", "previous_token", "duplicate_token", "prefix_matching"]
 SCORE_NAMES: tuple[str, ...] = ("induction", "previous_token", "duplicate_token", "prefix_matching")

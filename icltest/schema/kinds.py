@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from icltest.spec.base import (
+from icltest.schema.base import (
     Comparison,
     Expectation,
     Head,

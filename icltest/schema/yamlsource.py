@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from icltest.spec.errors import SpecError, SpecProblem
+from icltest.schema.errors import SpecError, SpecProblem
 
 Path_ = tuple[Any, ...]
 

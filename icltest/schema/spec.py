@@ -10,11 +10,11 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from icltest.spec.base import *  # noqa: F401,F403  (re-exported for `from icltest.spec.schema import ...`)
-from icltest.spec.base import _did_you_mean, _layer_list  # noqa: F401  (private helpers the loader and CLI use)
-from icltest.spec.base import MODEL_SCHEMA_INPUT, Defaults, MarkName, ModelRef, _model_input, _Strict
-from icltest.spec.kinds import *  # noqa: F401,F403
-from icltest.spec.kinds import (
+from icltest.schema.base import *  # noqa: F401,F403  (re-exported for `from icltest.schema.spec import ...`)
+from icltest.schema.base import _did_you_mean, _layer_list  # noqa: F401  (private helpers the loader and CLI use)
+from icltest.schema.base import MODEL_SCHEMA_INPUT, Defaults, MarkName, ModelRef, _model_input, _Strict
+from icltest.schema.kinds import *  # noqa: F401,F403
+from icltest.schema.kinds import (
     AblationClaim,
     HeadRankClaim,
     HeadScoreClaim,

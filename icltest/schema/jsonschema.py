@@ -2,7 +2,7 @@
 
 Editors (VS Code YAML, JetBrains) use it for completion and inline errors: add
 ``# yaml-language-server: $schema=<path>/icltest.schema.json`` to the top of a spec.
-``python -m icltest.spec.jsonschema`` rewrites the shipped file; a test fails when it is stale.
+``python -m icltest.schema.jsonschema`` rewrites the shipped file; a test fails when it is stale.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ SCHEMA_PATH = Path(__file__).with_name("icltest.schema.json")
 
 
 def generate() -> dict[str, Any]:
-    from icltest.spec.schema import Spec
+    from icltest.schema.spec import Spec
 
     schema = Spec.model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--check" in argv:
         current = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.is_file() else ""
         if current != text:
-            print(f"{SCHEMA_PATH} is stale; run: python -m icltest.spec.jsonschema", file=sys.stderr)
+            print(f"{SCHEMA_PATH} is stale; run: python -m icltest.schema.jsonschema", file=sys.stderr)
             return 1
         return 0
     SCHEMA_PATH.write_text(text, encoding="utf-8")

@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from icltest.spec.errors import SpecError, SpecProblem
-from icltest.spec.schema import CLAIM_MODELS, Spec, _did_you_mean
-from icltest.spec.yamlsource import SourceMap, display_path, dotted, load_yaml
+from icltest.schema.errors import SpecError, SpecProblem
+from icltest.schema.spec import CLAIM_MODELS, Spec, _did_you_mean
+from icltest.schema.yamlsource import SourceMap, display_path, dotted, load_yaml
 
 
 @dataclass

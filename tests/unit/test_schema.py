@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from icltest.spec import Comparison, SpecError, load_spec, parse_comparison
+from icltest.schema import Comparison, SpecError, load_spec, parse_comparison
 
 HEAD = "schema_version: 1\nmodel: smollm2-135m\nclaims:\n"
 GOOD_CLAIM = "  - id: a\n    kind: head_score\n    score: induction\n    heads: [18.6]\n    expect: '>= 0.5'\n"
@@ -151,15 +151,15 @@ def test_between_and_nan() -> None:
 
 def test_schema_score_names_match_the_scores() -> None:
     from icltest.scores.patterns import SCORE_NAMES
-    from icltest.spec.schema import SCORE_NAMES as SPEC_NAMES
+    from icltest.schema.spec import SCORE_NAMES as SPEC_NAMES
 
     assert set(SPEC_NAMES) == set(SCORE_NAMES)
 
 
 def test_published_json_schema_is_current() -> None:
-    from icltest.spec.jsonschema import SCHEMA_PATH, render
+    from icltest.schema.jsonschema import SCHEMA_PATH, render
 
-    assert SCHEMA_PATH.read_text(encoding="utf-8") == render(), "run: python -m icltest.spec.jsonschema"
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render(), "run: python -m icltest.schema.jsonschema"
     schema = json.loads(SCHEMA_PATH.read_text())
     assert set(schema["properties"]) >= {"schema_version", "model", "claims"}
     kinds = schema["properties"]["claims"]["items"]["discriminator"]["mapping"]
