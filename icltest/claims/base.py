@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from icltest.errors import ClaimSpecError  # noqa: F401  (re-exported)
+
 
 @dataclass(frozen=True)
 class Target:
@@ -64,11 +66,3 @@ class ClaimContext:
     loaded: Any
     probe_spec: Any
     location: Any  # callable path_tuple -> "file:line:col", for errors that point at the spec
-
-
-class ClaimSpecError(ValueError):
-    """A claim is valid YAML but impossible for this model (e.g. head out of range)."""
-
-    def __init__(self, where: str, key: str, message: str) -> None:
-        super().__init__(f"{where}: {key}: {message}")
-        self.where, self.key, self.message = where, key, message

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-class UnsupportedArchitecture(ValueError):
-    """The model's `model_type` has no adapter; the message lists the supported ones."""
+from icltest.errors import UnsupportedArchitecture  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-class ModelUnavailable(RuntimeError):
-    """Raised when a model's weights are not on this machine; the message says how to get them."""
+from icltest.errors import ModelUnavailable  # noqa: F401  (re-exported; no torch import)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 
-class AttentionNotCaptured(RuntimeError):
-    """The attention module returned no probabilities (a fused kernel such as SDPA ran)."""
+from icltest.errors import AttentionNotCaptured
 
 
 @contextmanager

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from icltest.errors import SpecFileError
+
 
 @dataclass(frozen=True)
 class SpecProblem:
@@ -26,7 +28,7 @@ class SpecProblem:
         return f"{self.where}: {self.key}: {self.message}" if self.key else f"{self.where}: {self.message}"
 
 
-class SpecError(ValueError):
+class SpecError(SpecFileError):
     """A spec file is not valid; carries every problem found, in file order."""
 
     def __init__(self, problems: list[SpecProblem]) -> None:
