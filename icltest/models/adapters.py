@@ -23,27 +23,45 @@ class ArchSpec:
         o_proj: attribute of the attention module holding the output projection. Its input,
             split into `n_heads` chunks of `head_dim`, is the per-head output ("z").
         mlp: attribute of a layer holding the MLP.
+        mlp_down: attribute of the MLP holding its output projection (its input is `mlp_hidden`).
+        final_norm: path of the final norm from the *CausalLM module.
         family: human-readable family name for errors and reports.
+        attn_post_norm: attribute of a layer holding a norm applied to the attention output
+            *before* it is added to the residual stream (Gemma 2/3), or None (pre-norm only).
+        mlp_post_norm: the same for the MLP output.
     """
 
     layers: str
     attn: str
     o_proj: str
     mlp: str
+    mlp_down: str
+    final_norm: str
     family: str
+    attn_post_norm: str | None = None
+    mlp_post_norm: str | None = None
 
 
-_LLAMA_LIKE = ArchSpec("model.layers", "self_attn", "o_proj", "mlp", "Llama family")
+def _llama_like(family: str) -> ArchSpec:
+    return ArchSpec("model.layers", "self_attn", "o_proj", "mlp", "down_proj", "model.norm", family)
+
+
+def _gemma_post_norm(family: str) -> ArchSpec:
+    return ArchSpec("model.layers", "self_attn", "o_proj", "mlp", "down_proj", "model.norm", family,
+                    attn_post_norm="post_attention_layernorm", mlp_post_norm="post_feedforward_layernorm")
+
+
 ARCHITECTURES: dict[str, ArchSpec] = {
-    "gpt2": ArchSpec("transformer.h", "attn", "c_proj", "mlp", "GPT-2"),
-    "llama": _LLAMA_LIKE,
-    "mistral": _LLAMA_LIKE,
-    "qwen2": _LLAMA_LIKE,
-    "qwen3": _LLAMA_LIKE,
-    "gemma": ArchSpec("model.layers", "self_attn", "o_proj", "mlp", "Gemma"),
-    "gemma2": ArchSpec("model.layers", "self_attn", "o_proj", "mlp", "Gemma 2"),
-    "gemma3_text": ArchSpec("model.layers", "self_attn", "o_proj", "mlp", "Gemma 3"),
-    "gpt_neox": ArchSpec("gpt_neox.layers", "attention", "dense", "mlp", "GPT-NeoX"),
+    "gpt2": ArchSpec("transformer.h", "attn", "c_proj", "mlp", "c_proj", "transformer.ln_f", "GPT-2"),
+    "llama": _llama_like("Llama family"),
+    "mistral": _llama_like("Llama family"),
+    "qwen2": _llama_like("Llama family"),
+    "qwen3": _llama_like("Llama family"),
+    "gemma": _llama_like("Gemma"),
+    "gemma2": _gemma_post_norm("Gemma 2"),
+    "gemma3_text": _gemma_post_norm("Gemma 3"),
+    "gpt_neox": ArchSpec("gpt_neox.layers", "attention", "dense", "mlp", "dense_4h_to_h",
+                         "gpt_neox.final_layer_norm", "GPT-NeoX"),
 }
 
 
@@ -103,6 +121,34 @@ class Adapter:
     def mlp(self, layer: int) -> Any:
         return getattr(self.layers()[layer], self.arch.mlp)
 
+    def mlp_down(self, layer: int) -> Any:
+        return getattr(self.mlp(layer), self.arch.mlp_down)
+
+    def attn_post_norm(self, layer: int) -> Any | None:
+        """The norm between the attention output and the residual stream (Gemma 2/3), else None."""
+        name = self.arch.attn_post_norm
+        return getattr(self.layers()[layer], name) if name else None
+
+    def mlp_post_norm(self, layer: int) -> Any | None:
+        name = self.arch.mlp_post_norm
+        return getattr(self.layers()[layer], name) if name else None
+
+    def final_norm(self) -> Any:
+        return _get(self.model, self.arch.final_norm)
+
+    def unembed(self) -> Any:
+        return self.model.get_output_embeddings()
+
+    @property
+    def post_norm(self) -> bool:
+        """Whether attention output passes a norm before the residual stream (see interventions)."""
+        return self.arch.attn_post_norm is not None
+
+    @property
+    def parallel_residual(self) -> bool:
+        """GPT-NeoX's parallel block: the MLP reads resid_pre, not resid_pre + attn_out."""
+        return bool(getattr(self.model.config, "use_parallel_residual", False)) and self.model_type == "gpt_neox"
+
     def describe(self) -> dict[str, Any]:
         return {
             "model_type": self.model_type,
@@ -111,6 +157,7 @@ class Adapter:
             "n_heads": self.n_heads,
             "n_kv_heads": self.n_kv_heads,
             "head_dim": self.head_dim,
+            "post_norm": self.post_norm,
         }
 
 

@@ -1,0 +1,225 @@
+"""Named hook points on tiny random models of every supported architecture.
+
+Every expected value is computed independently of the hook engine: from plain torch hooks on the
+raw modules, from the modules' own weights, or from identities of the residual stream.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers as tf
+
+from icltest.errors import InterventionError
+from icltest.models.adapters import ARCHITECTURES, Adapter
+from icltest.models.hookpoints import LAYER_POINTS, HookPoint, hooked, o_proj_weight, point
+
+CONFIGS = {
+    "gpt2": lambda: tf.GPT2Config(n_layer=2, n_head=4, n_embd=32, vocab_size=50, n_positions=64),
+    "llama": lambda: tf.LlamaConfig(num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2,
+                                    hidden_size=48, intermediate_size=64, vocab_size=50),
+    "mistral": lambda: tf.MistralConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                        hidden_size=32, intermediate_size=64, vocab_size=50),
+    "qwen2": lambda: tf.Qwen2Config(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+                                    hidden_size=32, intermediate_size=64, vocab_size=50),
+    "qwen3": lambda: tf.Qwen3Config(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                    hidden_size=32, head_dim=8, intermediate_size=64, vocab_size=50),
+    "gemma": lambda: tf.GemmaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+                                    hidden_size=32, head_dim=8, intermediate_size=64, vocab_size=50),
+    "gemma2": lambda: tf.Gemma2Config(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+                                      hidden_size=32, head_dim=16, intermediate_size=64, vocab_size=50),
+    "gemma3_text": lambda: tf.Gemma3TextConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+                                               hidden_size=32, head_dim=16, intermediate_size=64, vocab_size=50),
+    "gpt_neox": lambda: tf.GPTNeoXConfig(num_hidden_layers=2, num_attention_heads=4, hidden_size=32,
+                                         intermediate_size=64, vocab_size=50),
+    "gpt_neox_serial": lambda: tf.GPTNeoXConfig(num_hidden_layers=2, num_attention_heads=4, hidden_size=32,
+                                                intermediate_size=64, vocab_size=50, use_parallel_residual=False),
+}
+
+
+def test_every_supported_architecture_has_a_config() -> None:
+    assert set(ARCHITECTURES) <= set(CONFIGS)
+
+
+def build(name: str):
+    torch.manual_seed(0)
+    model = tf.AutoModelForCausalLM.from_config(CONFIGS[name](), attn_implementation="eager").eval()
+    # random norms: Gemma's (1 + w) weights start at exactly 1, which would hide a missing scale
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "norm" in n or "ln" in n:
+                p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+TOKENS = torch.randint(0, 50, (3, 9), generator=torch.Generator().manual_seed(1))
+
+
+def capture(adapter, points):
+    store: dict[str, torch.Tensor] = {}
+
+    def reader(key):
+        def read(x):
+            store[key] = x.detach().clone()
+        return read
+
+    handlers = {hp: [reader(str(hp))] for hp in points}
+    with torch.no_grad(), hooked(adapter, handlers):
+        logits = adapter.model(input_ids=TOKENS).logits
+    return store, logits
+
+
+def raw_o_proj(adapter, layer):
+    """o_proj input and output via plain torch hooks (independent of the engine)."""
+    seen = {}
+    mod = adapter.o_proj(layer)
+    h1 = mod.register_forward_pre_hook(lambda m, a: seen.__setitem__("in", a[0].detach().clone()))
+    h2 = mod.register_forward_hook(lambda m, a, o: seen.__setitem__("out", o.detach().clone()))
+    with torch.no_grad():
+        adapter.model(input_ids=TOKENS)
+    h1.remove(), h2.remove()
+    return seen["in"], seen["out"]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_residual_stream_identities(name: str) -> None:
+    model = build(name)
+    adapter = Adapter.for_model(model)
+    points = [point(p, l) for l in range(adapter.n_layers) for p in LAYER_POINTS] + [point("final_norm"), point("unembed")]
+    a, logits = capture(adapter, points)
+    H, D = adapter.n_heads, adapter.head_dim
+    close = dict(atol=1e-5, rtol=1e-5)
+    for layer in range(adapter.n_layers):
+        k = lambda p: a[f"blocks.{layer}.{p}"]  # noqa: E731
+        torch.testing.assert_close(k("resid_post"), k("resid_pre") + k("attn_out") + k("mlp_out"), **close)
+        torch.testing.assert_close(k("resid_mid"), k("resid_pre") + k("attn_out"), **close)
+        z_in, o_out = raw_o_proj(adapter, layer)
+        assert k("z").shape == (3, 9, H, D)
+        torch.testing.assert_close(k("z").reshape(3, 9, H * D), z_in, atol=0, rtol=0)
+        bias = adapter.o_proj(layer).bias
+        summed = k("result").sum(-2) + (bias if bias is not None else 0)
+        torch.testing.assert_close(summed, o_out, **close)
+        if not adapter.post_norm:
+            torch.testing.assert_close(summed, k("attn_out"), **close)
+        else:  # attn_out is the post-norm of the o_proj output, computed here from the norm's weight
+            norm = adapter.attn_post_norm(layer)
+            expected = o_out / torch.sqrt(o_out.pow(2).mean(-1, keepdim=True) + norm.eps) * (1 + norm.weight)
+            torch.testing.assert_close(k("attn_out"), expected, **close)
+        assert k("pattern").shape == (3, H, 9, 9)
+        torch.testing.assert_close(k("pattern").sum(-1), torch.ones(3, H, 9), **close)
+        down = adapter.mlp_down(layer)
+        weight = o_proj_weight(down)
+        mlp_raw = k("mlp_hidden") @ weight.t() + (down.bias if down.bias is not None else 0)
+        if adapter.mlp_post_norm(layer) is None:
+            torch.testing.assert_close(mlp_raw, k("mlp_out"), **close)
+        if layer + 1 < adapter.n_layers:
+            torch.testing.assert_close(a[f"blocks.{layer + 1}.resid_pre"], k("resid_post"), atol=0, rtol=0)
+    last = a[f"blocks.{adapter.n_layers - 1}.resid_post"]
+    torch.testing.assert_close(a["final_norm"], adapter.final_norm()(last), **close)
+    cap = getattr(model.config, "final_logit_softcapping", None)  # Gemma 2 caps the logits after the unembedding
+    unembed = a["unembed"] if cap is None else torch.tanh(a["unembed"] / cap) * cap
+    torch.testing.assert_close(unembed, logits, **close)
+
+
+def _all_hooks(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", ["gpt2", "gemma3_text", "llama"])
+def test_writes_change_logits_and_hooks_are_removed_even_after_an_error(name: str) -> None:
+    model = build(name)
+    adapter = Adapter.for_model(model)
+    with torch.no_grad():
+        before = model(input_ids=TOKENS).logits
+    zero = lambda x: torch.zeros_like(x)  # noqa: E731
+    for hp in ["resid_pre", "resid_mid", "resid_post", "z", "result", "attn_out", "mlp_in", "mlp_hidden", "mlp_out"]:
+        with torch.no_grad(), hooked(adapter, {point(hp, 1): [zero]}):
+            after = model(input_ids=TOKENS).logits
+        assert not torch.equal(before, after), hp
+    with pytest.raises(RuntimeError, match="boom"):
+        with hooked(adapter, {point("z", 0): [zero], point("attn_out", 1): [zero]}, freeze_post_norm=[0, 1]):
+            raise RuntimeError("boom")
+    assert _all_hooks(model) == 0
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=TOKENS).logits, before)
+
+
+def test_pattern_is_read_only_and_points_are_validated() -> None:
+    adapter = Adapter.for_model(build("llama"))
+    with pytest.raises(InterventionError, match="read-only"):
+        with torch.no_grad(), hooked(adapter, {point("pattern", 0): [lambda x: x * 0]}):
+            adapter.model(input_ids=TOKENS)
+    with pytest.raises(InterventionError, match="layers 0..1"):
+        with hooked(adapter, {point("z", 5): [lambda x: None]}):
+            pass
+    with pytest.raises(InterventionError, match="unknown hook point"):
+        HookPoint.parse("blocks.0.attn_output")
+    assert str(HookPoint.parse("blocks.3.z")) == "blocks.3.z" and HookPoint.parse("unembed").layer == -1
+
+
+def keep(store, key):
+    def read(x):
+        store[key] = x.clone()
+    return read
+
+
+def _share_frozen(adapter, layer, heads, o_out, result):
+    """Post-norm output with the clean norm scale and the given heads' results removed."""
+    norm = adapter.attn_post_norm(layer)
+    scale = (1 + norm.weight) / torch.sqrt(o_out.pow(2).mean(-1, keepdim=True) + norm.eps)
+    return (o_out - result[..., heads, :].sum(-2)) * scale
+
+
+def test_post_norm_head_ablation_removes_exactly_the_heads_share() -> None:
+    model = build("gemma3_text")
+    adapter = Adapter.for_model(model)
+    layer = 1
+    clean, _ = capture(adapter, [point("result", layer), point("attn_out", layer)])
+    _, o_out = raw_o_proj(adapter, layer)
+
+    def zero_heads(heads):
+        def edit(z):
+            z = z.clone()
+            z[..., heads, :] = 0
+            return z
+        return edit
+
+    for heads in ([0], [1, 3], [0, 1, 2]):
+        got_frozen = {}
+        with torch.no_grad(), hooked(adapter, {point("z", layer): [zero_heads(heads)],
+                                               point("attn_out", layer): [keep(got_frozen, "v")]},
+                                     freeze_post_norm=[layer]):
+            model(input_ids=TOKENS)
+        expected = _share_frozen(adapter, layer, heads, o_out, clean[f"blocks.{layer}.result"])
+        torch.testing.assert_close(got_frozen["v"], expected, atol=1e-5, rtol=1e-5)
+        got_live = {}
+        with torch.no_grad(), hooked(adapter, {point("z", layer): [zero_heads(heads)],
+                                               point("attn_out", layer): [keep(got_live, "v")]}):
+            model(input_ids=TOKENS)
+        assert not torch.allclose(got_live["v"], expected, atol=1e-3)  # the live norm rescales what is left
+    # all heads removed: attn_out is exactly zero, and the next layer sees resid_mid == resid_pre
+    seen = {}
+    with torch.no_grad(), hooked(adapter, {point("z", layer): [zero_heads([0, 1, 2, 3])],
+                                           point("attn_out", layer): [keep(seen, "a")],
+                                           point("resid_pre", layer): [keep(seen, "pre")],
+                                           point("resid_mid", layer): [keep(seen, "mid")]},
+                                 freeze_post_norm=[layer]):
+        model(input_ids=TOKENS)
+    assert torch.count_nonzero(seen["a"]) == 0
+    assert torch.equal(seen["mid"], seen["pre"])
+
+
+def test_freeze_leaves_unedited_rows_bit_identical() -> None:
+    model = build("gemma3_text")
+    adapter = Adapter.for_model(model)
+    with torch.no_grad():
+        clean = model(input_ids=TOKENS).logits
+
+    def zero_row0(z):
+        z = z.clone()
+        z[0, :, 1] = 0
+        return z
+
+    with torch.no_grad(), hooked(adapter, {point("z", 0): [zero_row0]}, freeze_post_norm=[0]):
+        out = model(input_ids=TOKENS).logits
+    assert torch.equal(out[1:], clean[1:])
+    assert not torch.equal(out[0], clean[0])
