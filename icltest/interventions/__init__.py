@@ -1,4 +1,8 @@
-"""Interventions: context managers over hooks that change a forward pass and restore it on exit."""
+"""Interventions: one :class:`Intervention` type at named hook points, applied and undone as a unit.
+
+``core`` holds the type, weight edits, :func:`apply` and :func:`capture`; ``ablate`` builds head
+and block ablations from it; ``reference`` captures the activations mean / resample ablation read.
+"""
 from __future__ import annotations
 
 from icltest.interventions.ablate import (
@@ -7,8 +11,11 @@ from icltest.interventions.ablate import (
     HeadAblation,
     ablate_heads,
     ablate_layers,
+    block_ablation,
+    head_ablation,
     rewrite_head_input,
 )
+from icltest.interventions.core import OPS, Intervention, WeightEdit, apply, capture
 from icltest.interventions.reference import (
     HeadReference,
     LayerReference,
@@ -19,12 +26,19 @@ from icltest.interventions.reference import (
 __all__ = [
     "HEAD_METHODS",
     "LAYER_METHODS",
+    "OPS",
     "HeadAblation",
     "HeadReference",
+    "Intervention",
     "LayerReference",
+    "WeightEdit",
     "ablate_heads",
     "ablate_layers",
+    "apply",
+    "block_ablation",
+    "capture",
     "capture_head_outputs",
     "capture_layer_outputs",
+    "head_ablation",
     "rewrite_head_input",
 ]

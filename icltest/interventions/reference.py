@@ -8,11 +8,14 @@ and this module records what each head (or each attention / MLP block) wrote on 
 """
 from __future__ import annotations
 
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Sequence
 
 import torch
+
+from icltest.errors import InterventionError
+from icltest.interventions.core import capture
+from icltest.models.hookpoints import HookPoint, point
 
 Part = Literal["attn", "mlp"]
 PARTS: tuple[str, ...] = ("attn", "mlp")
@@ -23,7 +26,7 @@ def _masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     weight = valid.to(device=x.device, dtype=torch.float32)
     count = weight.sum()
     if count == 0:
-        raise ValueError("the reference valid mask selects no positions; nothing to average over")
+        raise InterventionError("the reference valid mask selects no positions; nothing to average over")
     shape = weight.shape + (1,) * (x.dim() - 2)
     return ((x.float() * weight.view(shape)).sum(dim=(0, 1)) / count).to(x.dtype)
 
@@ -48,11 +51,11 @@ def _masked_mean_per_position(x: torch.Tensor, valid: torch.Tensor) -> torch.Ten
 def _check_tokens(tokens: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2:
         shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
-        raise ValueError(f"tokens must be a [batch, seq] tensor of ids, got {shape}")
+        raise InterventionError(f"tokens must be a [batch, seq] tensor of ids, got {shape}")
     if valid is None:
         return torch.ones_like(tokens, dtype=torch.bool)
     if tuple(valid.shape) != tuple(tokens.shape):
-        raise ValueError(
+        raise InterventionError(
             f"valid mask shape {tuple(valid.shape)} does not match tokens shape {tuple(tokens.shape)}"
         )
     return valid.to(torch.bool)
@@ -64,12 +67,12 @@ def _check_layers(adapter: Any, layers: Iterable[int] | None) -> list[int]:
     out = sorted({int(layer) for layer in layers})
     bad = [layer for layer in out if not 0 <= layer < adapter.n_layers]
     if bad:
-        raise ValueError(f"layers {bad} out of range: the model has layers 0..{adapter.n_layers - 1}")
+        raise InterventionError(f"layers {bad} out of range: the model has layers 0..{adapter.n_layers - 1}")
     return out
 
 
-def _missing_layer(kind: str, layer: int, have: Sequence[int]) -> ValueError:
-    return ValueError(
+def _missing_layer(kind: str, layer: int, have: Sequence[int]) -> InterventionError:
+    return InterventionError(
         f"the {kind} reference has no layer {layer} (captured layers: {list(have)}); "
         f"capture it with layers including {layer}, or layers=None for all"
     )
@@ -142,9 +145,9 @@ class LayerReference:
         return _masked_mean(self.out[layer], self.valid)
 
 
-def _forward(model: Any, tokens: torch.Tensor) -> None:
+def _forward(model: Any, tokens: torch.Tensor) -> Any:
     device = next(model.parameters()).device
-    model(input_ids=tokens.to(device))
+    return lambda: model(input_ids=tokens.to(device))
 
 
 def capture_head_outputs(
@@ -154,44 +157,26 @@ def capture_head_outputs(
     valid: torch.Tensor | None = None,
     layers: Iterable[int] | None = None,
 ) -> HeadReference:
-    """Run one forward pass and record each requested layer's per-head outputs.
-
-    Uses ``torch.no_grad`` rather than ``inference_mode`` so the stored tensors are ordinary
-    tensors that a later forward pass (even one with autograd on) may read.
+    """Run one forward pass and record each requested layer's per-head outputs (``blocks.L.z``).
 
     Args:
-        model: the *ForCausalLM model the adapter wraps.
-        adapter: an :class:`~icltest.models.adapters.Adapter` (or anything with ``n_layers``,
-            ``n_heads``, ``head_dim`` and ``o_proj(layer)``).
+        model: the *ForCausalLM model the adapter wraps (or a callable wrapper with ``parameters``).
+        adapter: the model's :class:`~icltest.models.adapters.Adapter`.
         tokens: [batch, seq] reference ids (e.g. a probe drawn with a different seed).
         valid: [batch, seq] positions that count towards means; default all.
         layers: layers to record; default all (record only what you ablate on large models).
     """
     valid = _check_tokens(tokens, valid)
     wanted = _check_layers(adapter, layers)
-    store: dict[int, torch.Tensor] = {}
-
-    def make_hook(layer: int) -> Any:
-        def hook(_module: Any, args: tuple[Any, ...]) -> None:
-            x = args[0]
-            b, s = x.shape[0], x.shape[1]
-            store[layer] = x.detach().reshape(b, s, adapter.n_heads, adapter.head_dim).clone()
-
-        return hook
-
-    with ExitStack() as stack, torch.no_grad():
-        for layer in wanted:
-            handle = adapter.o_proj(layer).register_forward_pre_hook(make_hook(layer))
-            stack.callback(handle.remove)
-        _forward(model, tokens)
-    return HeadReference(z=store, valid=valid)
+    store = capture(adapter, [point("z", layer) for layer in wanted], _forward(model, tokens))
+    return HeadReference(z={hp.layer: z for hp, z in store.items()}, valid=valid)
 
 
-def block(adapter: Any, layer: int, part: str) -> Any:
-    """The module whose output `part` names: the attention module or the MLP."""
+def block_point(part: str, layer: int) -> HookPoint:
+    """The hook point a block ablation edits: what the attention / MLP block adds to the residual."""
     if part not in PARTS:
-        raise ValueError(f"part must be one of {list(PARTS)}, got {part!r}")
-    return adapter.attention(layer) if part == "attn" else adapter.mlp(layer)
+        raise InterventionError(f"part must be one of {list(PARTS)}, got {part!r}")
+    return point("attn_out" if part == "attn" else "mlp_out", layer)
 
 
 def capture_layer_outputs(
@@ -202,28 +187,14 @@ def capture_layer_outputs(
     valid: torch.Tensor | None = None,
     layers: Iterable[int] | None = None,
 ) -> LayerReference:
-    """Run one forward pass and record each requested layer's attention or MLP output.
+    """Run one forward pass and record each requested layer's ``attn_out`` or ``mlp_out``.
 
     Args:
-        part: "attn" records the attention module's output[0]; "mlp" the MLP's output.
+        part: "attn" or "mlp": what the block adds to the residual stream (after any post-norm).
         Others: as :func:`capture_head_outputs`.
     """
-    if part not in PARTS:
-        raise ValueError(f"part must be one of {list(PARTS)}, got {part!r}")
+    block_point(part, 0)
     valid = _check_tokens(tokens, valid)
     wanted = _check_layers(adapter, layers)
-    store: dict[int, torch.Tensor] = {}
-
-    def make_hook(layer: int) -> Any:
-        def hook(_module: Any, _args: Any, output: Any) -> None:
-            main = output[0] if isinstance(output, tuple) else output
-            store[layer] = main.detach().clone()
-
-        return hook
-
-    with ExitStack() as stack, torch.no_grad():
-        for layer in wanted:
-            handle = block(adapter, layer, part).register_forward_hook(make_hook(layer))
-            stack.callback(handle.remove)
-        _forward(model, tokens)
-    return LayerReference(part=part, out=store, valid=valid)
+    store = capture(adapter, [block_point(part, layer) for layer in wanted], _forward(model, tokens))
+    return LayerReference(part=part, out={hp.layer: out for hp, out in store.items()}, valid=valid)

@@ -184,7 +184,7 @@ def hooked(
     for hp, hs in handlers.items():
         check_point(adapter, hp)
         by_point.setdefault(hp, []).extend(hs)
-    frozen = {layer for layer in freeze_post_norm if adapter.attn_post_norm(layer) is not None}
+    frozen = {layer for layer in freeze_post_norm if getattr(adapter, "post_norm", False)}
     state = _Forward()
     with ExitStack() as stack:
         def reg(module: Any, fn: Any, pre: bool) -> None:
@@ -226,8 +226,7 @@ def _register_layer(adapter: Any, layer: int, by_point: Mapping[HookPoint, Seque
     """Register what one layer's points need (one hook per module side)."""
     hs = {name: list(by_point.get(HookPoint(layer, name), ())) for name in LAYER_POINTS}
     H, D = adapter.n_heads, adapter.head_dim
-    block, attn, o_proj = adapter.layers()[layer], adapter.attention(layer), adapter.o_proj(layer)
-    post = adapter.attn_post_norm(layer)
+    post = adapter.attn_post_norm(layer) if frozen or hs["attn_out"] or hs["resid_mid"] else None
     if hs["resid_pre"] or hs["resid_mid"]:
         def pre_layer(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             x = _first(args, kwargs, "hidden_states")
@@ -235,9 +234,9 @@ def _register_layer(adapter: Any, layer: int, by_point: Mapping[HookPoint, Seque
             state.resid_pre[layer] = x if new is None else new
             return None if new is None else _with_first(args, kwargs, "hidden_states", new)
 
-        reg(block, pre_layer, pre=True)
+        reg(adapter.layers()[layer], pre_layer, pre=True)
     if hs["resid_post"]:
-        reg(block, _output_hook(hs["resid_post"]), pre=False)
+        reg(adapter.layers()[layer], _output_hook(hs["resid_post"]), pre=False)
 
     if hs["pattern"]:
         def pattern_hook(_m: Any, _args: Any, output: Any) -> None:
@@ -249,9 +248,10 @@ def _register_layer(adapter: Any, layer: int, by_point: Mapping[HookPoint, Seque
             if _chain(hs["pattern"], probs) is not None:
                 raise InterventionError(f"blocks.{layer}.pattern is read-only")
 
-        reg(attn, pattern_hook, pre=False)
+        reg(adapter.attention(layer), pattern_hook, pre=False)
 
     if hs["z"] or hs["result"] or frozen:
+        o_proj = adapter.o_proj(layer)
         weight = o_proj_weight(o_proj)
 
         def z_hook(_m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -300,8 +300,8 @@ def _register_layer(adapter: Any, layer: int, by_point: Mapping[HookPoint, Seque
 
         reg(post, freeze, pre=False)
 
-    attn_out_module = post if post is not None else attn
     if hs["attn_out"] or hs["resid_mid"]:
+        attn_out_module = post if post is not None else adapter.attention(layer)
         def attn_out_hook(_m: Any, _args: Any, output: Any) -> Any:
             out = _main(output)
             new = _chain(hs["attn_out"], out)

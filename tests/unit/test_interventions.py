@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from icltest.errors import IcltestError
 from icltest.interventions import (
     ablate_heads,
     ablate_layers,
@@ -175,7 +176,7 @@ def test_hook_error_during_forward_still_restores(circuit, probe):
     small = repeated_random(VOCAB, length=LENGTH, repeats=REPEATS, batch=4, seed=2)
     ref = capture_head_outputs(model, adapter, small.tokens, small.valid)
     installed = hooks(model)
-    with pytest.raises(ValueError, match="same batch size"):
+    with pytest.raises(IcltestError, match="same batch size"):
         with ablate_heads(adapter, [(1, 0)], "resample", ref):
             logits_of(model, probe.tokens)
     assert hooks(model) == installed
@@ -220,9 +221,9 @@ def test_input_validation(circuit, other_probe):
         (lambda: ablate_layers(adapter, [0], "attn", "mean"), "needs reference"),
     ]
     for make, message in cases:
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(IcltestError, match=message):
             with make():
                 pass
     assert hooks(model) == installed
-    with pytest.raises(ValueError, match=r"\[batch, seq\]"):
+    with pytest.raises(IcltestError, match=r"\[batch, seq\]"):
         capture_head_outputs(model, adapter, other_probe.tokens[0])

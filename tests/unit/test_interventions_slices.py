@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
+from icltest.errors import IcltestError
 from icltest.interventions import HeadReference, ablate_heads, rewrite_head_input
 
 B, S, H, D = 2, 3, 3, 2
@@ -134,20 +135,20 @@ def test_resample_same_seed_same_shift_and_shape_errors():
             shifts.append(info.shift)
     assert shifts[0] == shifts[1]
     with ablate_heads(adapter, [(0, 0)], "resample", ref):
-        with pytest.raises(ValueError, match="same batch size"):
+        with pytest.raises(IcltestError, match="same batch size"):
             run(adapter, 0, known_input())  # batch 2 vs reference batch 4
     single = HeadReference({0: reference_z(1)}, torch.ones(1, S, dtype=torch.bool))
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(IcltestError, match="at least 2"):
         with ablate_heads(adapter, [(0, 0)], "resample", single):
             pass
 
 
 def test_rewrite_head_input_checks_width():
-    with pytest.raises(ValueError, match="n_heads \\* head_dim"):
+    with pytest.raises(IcltestError, match="n_heads \\* head_dim"):
         rewrite_head_input(torch.zeros(1, 2, 5), [0], n_heads=3, head_dim=2)
 
 
 def test_reference_mean_rejects_empty_mask():
     ref = HeadReference({0: reference_z()}, torch.zeros(B, S, dtype=torch.bool))
-    with pytest.raises(ValueError, match="no positions"):
+    with pytest.raises(IcltestError, match="no positions"):
         ref.mean(0)
