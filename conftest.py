@@ -17,15 +17,21 @@ def _require_models() -> bool:
 
 
 @pytest.fixture(scope="session")
-def real_model():
-    """Factory: load an aliased real model once per session, or skip/fail when its wheel is absent."""
+def real_model(pytestconfig: pytest.Config):
+    """Factory: load an aliased real model once per session, or skip/fail when its wheel is absent.
+
+    Loads through this run's icltest session, so pytester runs of spec files in the same process
+    reuse the model instead of loading it again.
+    """
     from icltest.models.aliases import ModelUnavailable
     from icltest.models.loading import ModelSource
-    from icltest.session import get_session
+    from icltest.plugin import session_of
+
+    session = session_of(pytestconfig)
 
     def load(alias: str):
         try:
-            return get_session().model(ModelSource(alias=alias))
+            return session.model(ModelSource(alias=alias))
         except ModelUnavailable as exc:
             if _require_models():
                 pytest.fail(str(exc))

@@ -30,6 +30,10 @@ class ClaimSpecError(IcltestError):
         self.where, self.key, self.message = where, key, message
 
 
+class ClaimKindError(IcltestError):
+    """A claim kind is unknown, or the package / module that declares it is broken."""
+
+
 class InputError(IcltestError):
     """Inputs cannot be built as asked (task unknown, probe too long, a reference that cannot serve).
 

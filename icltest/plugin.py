@@ -4,6 +4,11 @@ Loads no torch/transformers at import: models load lazily inside the first item 
 A spec file (`*.yaml`/`*.yml` with top-level `schema_version:` and `claims:`) becomes a collector
 with one item per claim x target. A bad spec file is a collection error for that file only;
 unlike pytest's default for collection errors, the other files still run.
+
+State lives on one :class:`IcltestPlugin` object per pytest run, built in ``pytest_configure``
+and kept in ``config.stash`` (as pytest's own junitxml and stepwise plugins do): a nested run
+(pytester) gets its own session, results and spec errors, and shares only the process's loaded
+models. Items and fixtures reach the session through ``config.stash[SESSION_KEY]``.
 """
 from __future__ import annotations
 
@@ -11,14 +16,18 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+if TYPE_CHECKING:
+    from icltest.session import Session
+
 _SPEC_RE = re.compile(r"^schema_version\s*:", re.M)
 _CLAIMS_RE = re.compile(r"^claims\s*:", re.M)
-_PREVIOUS_SESSION = pytest.StashKey[Any]()
-_SPEC_ERRORS = pytest.StashKey[list]()
+SESSION_KEY = pytest.StashKey["Session"]()
+"""The run's :class:`icltest.session.Session` in ``config.stash`` (for conftest fixtures)."""
+_PLUGIN_KEY = pytest.StashKey["IcltestPlugin"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,41 +69,33 @@ def pytest_configure(config: pytest.Config) -> None:
     _register_hypothesis_profiles()
     config.addinivalue_line("markers", "icltest: an icltest claim item (added to every claim)")
     config.addinivalue_line("markers", "xdist_group(name): pytest-xdist loadgroup grouping")
-    config.stash[_SPEC_ERRORS] = []
-    config.pluginmanager.register(_Reporter(config), "icltest-reporter")
-    from icltest import session as icl_session
+    from icltest.session import Session
 
-    cache = _opt(config, "cache")
-    config.stash[_PREVIOUS_SESSION] = icl_session._SESSION
-    previous = icl_session._SESSION
-    seed = _opt(config, "seed")
+    cache, seed = _opt(config, "cache"), _opt(config, "seed")
     try:
         seed_value = int(seed) if seed not in (None, "") else 0
     except ValueError:
         raise pytest.UsageError(f"--icl-seed must be an integer, got {seed!r}") from None
-    fresh = icl_session.Session(cache_dir=Path(cache) if cache else None, seed=seed_value)
-    if previous is not None and previous.cache_dir == fresh.cache_dir:
-        fresh._models = previous._models  # nested pytester runs reuse loaded models
-    icl_session.set_session(fresh)
+    plugin = IcltestPlugin(config, Session(cache_dir=Path(cache) if cache else None, seed=seed_value))
+    config.stash[_PLUGIN_KEY] = plugin
+    config.stash[SESSION_KEY] = plugin.session
+    config.pluginmanager.register(plugin, "icltest-session")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from icltest import session as icl_session
+    plugin = config.stash.get(_PLUGIN_KEY, None)
+    if plugin is not None:
+        del config.stash[_PLUGIN_KEY]
+        del config.stash[SESSION_KEY]
+        config.pluginmanager.unregister(plugin)
 
-    if _PREVIOUS_SESSION in config.stash:
-        icl_session.set_session(config.stash[_PREVIOUS_SESSION])
 
-
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix not in (".yaml", ".yml"):
-        return None
+def session_of(config: pytest.Config) -> "Session":
+    """The icltest session of a pytest run (models, probes and runs it has cached)."""
     try:
-        head = file_path.read_text(encoding="utf-8", errors="replace")[:65536]
-    except OSError:
-        return None
-    if _SPEC_RE.search(head) and _CLAIMS_RE.search(head):
-        return SpecFileCollector.from_parent(parent, path=file_path)
-    return None
+        return config.stash[SESSION_KEY]
+    except KeyError:
+        raise pytest.UsageError("the icltest plugin is not active in this run (was it disabled with -p no:icltest?)") from None
 
 
 class SpecFileCollector(pytest.File):
@@ -122,11 +123,15 @@ class SpecFileCollector(pytest.File):
                 yield item
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
+        from icltest.errors import IcltestError
         from icltest.schema import SpecError
 
-        if isinstance(excinfo.value, SpecError):
-            self.config.stash[_SPEC_ERRORS].append(str(self.path))
-            return f"icltest spec error\n{excinfo.value}"
+        exc = excinfo.value
+        if isinstance(exc, IcltestError):
+            self.config.stash[_PLUGIN_KEY].spec_errors.append(str(self.path))
+            if isinstance(exc, SpecError):
+                return f"icltest spec error\n{exc}"
+            return f"icltest error in {self.path.name}\n{type(exc).__name__}: {exc}"
         return super().repr_failure(excinfo)
 
 
@@ -178,10 +183,9 @@ class ClaimItem(pytest.Item):
     def runtest(self) -> None:
         from icltest.claims import claim_module
         from icltest.claims.base import ClaimContext
-        from icltest.session import get_session
 
         module = claim_module(self.claim.kind)
-        session = get_session()
+        session = session_of(self.config)
         start = time.perf_counter()
         loaded = session.model(self._model_ref())
         ctx = ClaimContext(session, loaded, self._probe_spec(), self.location_of)
@@ -196,13 +200,13 @@ class ClaimItem(pytest.Item):
             raise ClaimFailed(verdict)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
-        from icltest.claims.base import ClaimSpecError
-        from icltest.models.aliases import ModelUnavailable
+        """A user's mistake (any IcltestError) is a short message; anything else is a bug: a traceback."""
+        from icltest.errors import IcltestError
 
         exc = excinfo.value
         if isinstance(exc, ClaimFailed):
             return _failure_text(self, exc.args[0])
-        if isinstance(exc, (ClaimSpecError, ModelUnavailable)):
+        if isinstance(exc, IcltestError):
             self._error_record(str(exc))
             return f"{type(exc).__name__}: {exc}\n  spec: {self.location_of()}\n  replay: {self.replay()}"
         self._error_record(f"{type(exc).__name__}: {exc}")
@@ -255,7 +259,6 @@ def icl_model(request: pytest.FixtureRequest) -> Any:
     """The model named by ``--icl-model`` / ``icl_model`` ini, loaded once (for your own @given tests)."""
     from icltest.models.aliases import ModelUnavailable
     from icltest.models.loading import ModelSource
-    from icltest.session import get_session
     from icltest.schema.spec import ModelRef
 
     name = _opt(request.config, "model")
@@ -263,34 +266,47 @@ def icl_model(request: pytest.FixtureRequest) -> Any:
         pytest.skip("icl_model needs --icl-model (an alias such as smollm2-135m, a hub id or a folder)")
     ref = ModelRef.model_validate(name if not Path(name).is_dir() else {"path": name})
     try:
-        return get_session().model(ModelSource.from_ref(ref))
+        return session_of(request.config).model(ModelSource.from_ref(ref))
     except ModelUnavailable as exc:
         pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")
-def icl_vocab(icl_model: Any) -> Any:
+def icl_vocab(request: pytest.FixtureRequest, icl_model: Any) -> Any:
     """The drawable (non-special) vocabulary of ``icl_model``, for icltest.strategies."""
-    from icltest.session import get_session
-
-    return get_session().vocab(icl_model)
+    return session_of(request.config).vocab(icl_model)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtestloop(session: pytest.Session):
-    """Let the other files run when only spec files failed to collect (pytest would stop)."""
-    errors = len(session.config.stash.get(_SPEC_ERRORS, []))
-    session.testsfailed -= errors
-    yield
-    session.testsfailed += errors
+class IcltestPlugin:
+    """One pytest run's icltest state: its session, the claim records and the spec files that failed.
 
+    Registered in ``pytest_configure`` and kept in ``config.stash``; its methods are the hooks
+    that need that state, so two runs in one process (pytester) never see each other's.
+    """
 
-class _Reporter:
-    """Per-config collector of claim records (a plugin object, so nested pytester runs don't mix)."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
+    def __init__(self, config: pytest.Config, session: "Session") -> None:
+        self.config, self.session = config, session
         self.results: list[dict[str, Any]] = []
+        self.spec_errors: list[str] = []
+
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+        if file_path.suffix not in (".yaml", ".yml"):
+            return None
+        try:
+            head = file_path.read_text(encoding="utf-8", errors="replace")[:65536]
+        except OSError:
+            return None
+        if _SPEC_RE.search(head) and _CLAIMS_RE.search(head):
+            return SpecFileCollector.from_parent(parent, path=file_path)
+        return None
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session):
+        """Let the other files run when only spec files failed to collect (pytest would stop)."""
+        errors = len(self.spec_errors)
+        session.testsfailed -= errors
+        yield
+        session.testsfailed += errors
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
@@ -311,12 +327,9 @@ class _Reporter:
             return
         from icltest.report import build_report, write_json, write_markdown
 
-        from icltest.session import get_session
-
         # Under xdist the passes happen in workers; the controller's count would be a lie.
-        passes = None if config.pluginmanager.hasplugin("dsession") else get_session().forward_passes
-        report = build_report(self.results, config.stash.get(_SPEC_ERRORS, []), forward_passes=passes,
-                              session_seed=get_session().seed)
+        passes = None if config.pluginmanager.hasplugin("dsession") else self.session.forward_passes
+        report = build_report(self.results, self.spec_errors, forward_passes=passes, session_seed=self.session.seed)
         if json_path:
             write_json(report, Path(json_path))
         if md_path:

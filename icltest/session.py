@@ -3,6 +3,12 @@
 Claims that share a probe share its forward pass: the first claim to need a (model, probe)
 pair triggers one hooked forward that computes *every* pattern score for every head, layer by
 layer, plus per-token losses; later claims read the stored [layers, heads] tables.
+
+There is no global session: the pytest plugin keeps one per pytest run in ``config.stash`` and
+the CLI builds its own. Loaded models are the one thing shared across sessions, per process
+(:data:`_LOADED`): loading takes seconds to minutes, a loaded model is not changed by claims
+(hooks and ablations are always removed), and nested pytest runs in one process (pytester)
+should not pay for it again, while their forward-pass counts and run caches stay separate.
 """
 from __future__ import annotations
 
@@ -14,6 +20,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from icltest.models.loading import LoadedModel, ModelSource, load_model
+
+
+_LOADED: dict[ModelSource, LoadedModel] = {}
+"""Models loaded in this process, by source (what the plugin's sessions share)."""
+
+
+def clear_loaded_models() -> None:
+    """Forget the process's loaded models (frees their memory once no session holds them)."""
+    _LOADED.clear()
 
 
 @dataclass
@@ -62,14 +77,17 @@ class Session:
     _metric_runs: dict[Any, Any] = field(default_factory=dict)
 
     def model(self, source: ModelSource | Any) -> LoadedModel:
+        """The loaded model for ``source``: this session's, else the process's, else loaded now."""
         if not isinstance(source, ModelSource):
             source = ModelSource.from_ref(source)
         if source not in self._models:
-            self._models[source] = load_model(source, self.cache_dir)
+            if source not in _LOADED:
+                _LOADED[source] = load_model(source, self.cache_dir)
+            self._models[source] = _LOADED[source]
         return self._models[source]
 
     def add_model(self, loaded: LoadedModel) -> None:
-        """Register an already-built model (e.g. a constructed test model) under its source."""
+        """Register an already-built model (e.g. a constructed test model) in this session only."""
         self._models[loaded.source] = loaded
 
     def vocab(self, loaded: LoadedModel) -> Any:
@@ -133,19 +151,3 @@ def run_patterns(loaded: LoadedModel, probe: Any, progress: Callable[[int], None
     ).cpu()
     del logits
     return PatternRun(pooled, per_seq, loss, probe, round(time.perf_counter() - start, 3))
-
-
-_SESSION: Session | None = None
-
-
-def get_session() -> Session:
-    """The process-wide session (the pytest plugin replaces it at session start)."""
-    global _SESSION
-    if _SESSION is None:
-        _SESSION = Session()
-    return _SESSION
-
-
-def set_session(session: Session | None) -> None:
-    global _SESSION
-    _SESSION = session

@@ -20,6 +20,8 @@ from typing import Any, Sequence
 
 from hypothesis import strategies as st
 
+from icltest.errors import InputError
+
 
 @dataclass(frozen=True)
 class TokenSequence:
@@ -52,7 +54,7 @@ def _range(value: int | Sequence[int], name: str) -> tuple[int, int]:
         return value, value
     lo, hi = (int(v) for v in value)
     if lo > hi:
-        raise ValueError(f"{name}: range [{lo}, {hi}] is empty")
+        raise InputError(f"{name}: range [{lo}, {hi}] is empty")
     return lo, hi
 
 
@@ -60,7 +62,7 @@ def _tokens(vocab: Any) -> list[int]:
     allowed = getattr(vocab, "allowed", vocab)
     ids = sorted(int(i) for i in (allowed.tolist() if hasattr(allowed, "tolist") else allowed))
     if not ids:
-        raise ValueError("the vocabulary to draw from is empty")
+        raise InputError("the vocabulary to draw from is empty")
     return ids
 
 
@@ -68,7 +70,7 @@ def _bos(vocab: Any, bos: bool | None) -> list[int]:
     bos_id = getattr(vocab, "bos_id", None)
     use = bos if bos is not None else bos_id is not None
     if use and bos_id is None:
-        raise ValueError("bos=True but the vocabulary has no BOS id")
+        raise InputError("bos=True but the vocabulary has no BOS id")
     return [int(bos_id)] if use else []
 
 
@@ -107,10 +109,10 @@ def repeated_with_noise(
     r_lo, r_hi = _range(repeats, "repeats")
     n_lo, n_hi = _range(noise_tokens, "noise_tokens")
     if l_lo < 1 or r_lo < 1:
-        raise ValueError("length and repeats must be >= 1")
+        raise InputError("length and repeats must be >= 1")
     ids = _tokens(vocab)
     if l_hi + n_hi > len(ids):
-        raise ValueError(f"length + noise up to {l_hi + n_hi} exceeds the {len(ids)} drawable tokens")
+        raise InputError(f"length + noise up to {l_hi + n_hi} exceeds the {len(ids)} drawable tokens")
     head = _bos(vocab, bos)
 
     @st.composite
@@ -148,7 +150,7 @@ def few_shot_prompts(
     spec = load_task(task)
     s_lo, s_hi = _range(shots, "shots")
     if s_hi > len(spec.pairs) - 1:
-        raise ValueError(f"shots up to {s_hi} but task {spec.name!r} has only {len(spec.pairs)} pairs")
+        raise InputError(f"shots up to {s_hi} but task {spec.name!r} has only {len(spec.pairs)} pairs")
     chat = use_chat_template(tokenizer, chat_template)
     fmt = spec.prompt
     cache: dict[tuple[int, ...], TokenSequence] = {}
@@ -179,11 +181,11 @@ def natural_text_spans(
     docs = [[int(i) for i in tokenizer(d, add_special_tokens=False)["input_ids"]] for d in load_corpus(corpus)]
     docs = [d for d in docs if len(d) >= lo]
     if not docs:
-        raise ValueError(f"no document in corpus {corpus!r} has {lo} tokens")
+        raise InputError(f"no document in corpus {corpus!r} has {lo} tokens")
     bos_id = getattr(tokenizer, "bos_token_id", None)
     use = bos if bos is not None else bos_id is not None
     if use and bos_id is None:
-        raise ValueError("bos=True but the tokenizer has no BOS token")
+        raise InputError("bos=True but the tokenizer has no BOS token")
     head = [int(bos_id)] if use else []
 
     @st.composite

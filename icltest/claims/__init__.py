@@ -1,31 +1,10 @@
-"""Claim kinds: each module measures and judges one `kind:`; the registry maps kind to module."""
+"""Claim kinds: one module per ``kind:`` (its schema, targets, measure, judge) and a registry.
+
+See :mod:`icltest.claims.registry` for how a kind is declared (built-in table, the
+``icltest.claim_kinds`` entry-point group, or :func:`register`).
+"""
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from icltest.claims.registry import ENTRY_POINT_GROUP, claim_module, known_kinds, register, unregister
 
-_REGISTRY: dict[str, str] = {
-    "head_score": "icltest.claims.head_score",
-    "head_rank": "icltest.claims.head_rank",
-    "ablation": "icltest.claims.ablation",
-    "icl_score": "icltest.claims.icl_score",
-    "task_accuracy": "icltest.claims.task_accuracy",
-    "property": "icltest.claims.property",
-}
-
-
-def register(kind: str, module: str) -> None:
-    """Add a claim kind implemented by `module` (it must define targets/measure/judge)."""
-    _REGISTRY[kind] = module
-
-
-def claim_module(kind: str) -> ModuleType:
-    """The implementation of a claim kind (imported lazily: it pulls in torch)."""
-    try:
-        return importlib.import_module(_REGISTRY[kind])
-    except KeyError:
-        raise KeyError(f"no implementation registered for claim kind '{kind}'; known: {sorted(_REGISTRY)}") from None
-
-
-def known_kinds() -> list[str]:
-    return sorted(_REGISTRY)
+__all__ = ["ENTRY_POINT_GROUP", "claim_module", "known_kinds", "register", "unregister"]

@@ -8,10 +8,41 @@ if they matter more than arbitrary ones. ``also`` judges the same ablation on ot
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
 
 from icltest.claims.base import ClaimContext, ClaimSpecError, Measurement, Target, Verdict
 from icltest.claims.heads import resolve_selection, selection_id
+from icltest.schema.base import ClaimBase, HeadSelection
+from icltest.schema.blocks import AlsoList, ControlSpec, EffectExpect, LayerSelection, MetricSpec, ReferenceSpec
+
+
+class AblationClaim(ClaimBase):
+    """Removing heads (or whole attention / MLP blocks) moves a metric, more than random heads do."""
+
+    kind: Literal["ablation"]
+    heads: HeadSelection | None = None
+    block: LayerSelection | None = Field(None, description="ablate whole blocks instead: {layers: '3-4', part: mlp}")
+    method: Literal["zero", "mean", "resample"] = "zero"
+    reference: ReferenceSpec | None = None
+    metric: MetricSpec
+    expect: EffectExpect
+    control: ControlSpec | None = None
+    also: AlsoList = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _what_to_ablate(self) -> "AblationClaim":
+        if (self.heads is None) == (self.block is None):
+            raise ValueError("give exactly one of heads (attention heads) or block ({layers:, part:})")
+        if self.control is not None and self.heads is None:
+            raise ValueError("control (random heads) applies to head ablations only")
+        if self.block is not None and self.method == "resample":
+            raise ValueError("block ablation supports zero and mean")
+        return self
+
+
+Schema = AblationClaim
 
 
 def targets(claim: Any) -> list[Target]:

@@ -1,8 +1,11 @@
 """The contract every claim kind implements, and the records it produces.
 
-A claim kind is a module with `targets(claim, model_info)`, `measure(claim, target, ctx)` and
-`judge(claim, target, measurement)`. `targets` runs at collection time without a model, so it
-only expands what the spec itself names (one target per listed head; one per population).
+A claim kind is a module (or object) with ``Schema`` (its pydantic model, a subclass of
+``icltest.schema.ClaimBase`` with ``kind: Literal[...]``), ``targets(claim)``,
+``measure(claim, target, ctx)`` and ``judge(claim, target, measurement)``; the registry
+(:mod:`icltest.claims.registry`) finds it. ``targets`` runs at collection time without a model,
+so it only expands what the spec itself names (one target per listed head; one per population).
+``measure`` raises :class:`ClaimSpecError` for what the spec asked and this model cannot do.
 """
 from __future__ import annotations
 

@@ -1,10 +1,24 @@
 """`kind: head_rank` — a head's rank among all heads by a score (1 = highest)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from icltest.claims.base import ClaimContext, Measurement, Target, Verdict
-from icltest.claims.heads import check_head, head_name, head_pair, top_table
+from icltest.claims.heads import check_head, head_name, head_pair, pattern_run, top_table
+from icltest.schema.base import ClaimBase, Head, ScoreName
+from icltest.schema.blocks import RankExpect
+
+
+class HeadRankClaim(ClaimBase):
+    """A head's rank among all heads by a score (1 = highest)."""
+
+    kind: Literal["head_rank"]
+    score: ScoreName
+    head: Head
+    expect: RankExpect
+
+
+Schema = HeadRankClaim
 
 
 def targets(claim: Any) -> list[Target]:
@@ -17,7 +31,7 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
 
     layer, head = target.heads[0]
     check_head(ctx.loaded.adapter, layer, head, ctx.location(("head",)), "head")
-    run = ctx.session.pattern_run(ctx.loaded, ctx.probe_spec)
+    run = pattern_run(ctx)
     table = run.scores[claim.score]
     rank = rank_of(table, layer, head)
     details = {

@@ -7,10 +7,23 @@
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from icltest.claims.base import ClaimContext, Measurement, Target, Verdict
-from icltest.claims.heads import check_head, head_name, head_pair, resolve_selection, top_table
+from icltest.claims.heads import check_head, head_name, head_pair, pattern_run, resolve_selection, top_table
+from icltest.schema.base import ClaimBase, Expectation, HeadSelection, ScoreName
+
+
+class HeadScoreClaim(ClaimBase):
+    """Heads meet a bound on an attention-pattern score (one item per listed head)."""
+
+    kind: Literal["head_score"]
+    score: ScoreName
+    heads: HeadSelection
+    expect: Expectation
+
+
+Schema = HeadScoreClaim
 
 
 def targets(claim: Any) -> list[Target]:
@@ -34,7 +47,7 @@ def selected_heads(claim: Any, target: Target, ctx: ClaimContext) -> list[tuple[
 
 
 def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
-    run = ctx.session.pattern_run(ctx.loaded, ctx.probe_spec)
+    run = pattern_run(ctx)
     table = run.scores[claim.score]
     heads = selected_heads(claim, target, ctx)
     values = {head_name(l, h): float(table[l, h]) for l, h in heads}

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from icltest.claims.base import ClaimSpecError
+from icltest.errors import InputError
 
 
 def head_pair(ref: Any) -> tuple[int, int]:
@@ -24,6 +25,19 @@ def check_head(adapter: Any, layer: int, head: int, where: str, key: str) -> Non
             f"({adapter.n_layers} layers x {adapter.n_heads} query heads: layers 0-{adapter.n_layers - 1}, "
             f"heads 0-{adapter.n_heads - 1})",
         )
+
+
+def pattern_run(ctx: Any) -> Any:
+    """The session's shared pattern run for the claim's probe.
+
+    A probe this model cannot serve (longer than its vocabulary, BOS it lacks) is the spec's
+    mistake, so it is reported at the claim's ``probe`` (or the claim, when the probe is the file's
+    default), not as a traceback.
+    """
+    try:
+        return ctx.session.pattern_run(ctx.loaded, ctx.probe_spec)
+    except InputError as exc:
+        raise ClaimSpecError(ctx.location(("probe",)), "probe", str(exc)) from None
 
 
 def top_table(table: Any, k: int = 5) -> list[dict[str, Any]]:
@@ -50,7 +64,7 @@ def resolve_selection(selection: Any, ctx: Any, key: tuple[Any, ...], default_sc
         if selection.top > total:
             raise ClaimSpecError(ctx.location(key + ("top",)), "heads.top", f"top {selection.top} exceeds the model's {total} heads")
         by = getattr(selection, "by", None) or default_score
-        run = ctx.session.pattern_run(ctx.loaded, ctx.probe_spec)
+        run = pattern_run(ctx)
         return sorted((l, h) for l, h, _ in top_heads(run.scores[by], selection.top))
     layers = list(selection.layers)
     head_ids = list(getattr(selection, "heads", None) or range(adapter.n_heads))

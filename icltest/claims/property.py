@@ -15,10 +15,38 @@ import hashlib
 import math
 import re
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Literal
+
+from pydantic import Field, model_validator
 
 from icltest.claims.base import ClaimContext, ClaimSpecError, Measurement, Target, Verdict
 from icltest.claims.heads import check_head, head_name, head_pair
+from icltest.errors import InputError
+from icltest.schema.base import ClaimBase
+from icltest.schema.blocks import CheckSpec, PinnedExample, StrategySpec
+
+
+class PropertyClaim(ClaimBase):
+    """A behaviour holds for every input a Hypothesis strategy generates."""
+
+    kind: Literal["property"]
+    strategy: StrategySpec
+    check: CheckSpec
+    examples: int = Field(30, ge=1, le=10000, description="per-claim example budget; the Hypothesis profile scales it")
+    examples_pinned: list[PinnedExample] = Field(default_factory=list, description="inputs always tried first")
+
+    @model_validator(mode="after")
+    def _fits(self) -> "PropertyClaim":
+        if self.check.metric == "second_copy_top1" and self.strategy.kind not in ("repeated_random", "repeated_with_noise"):
+            raise ValueError("second_copy_top1 needs a repeated_random or repeated_with_noise strategy")
+        if self.check.metric == "answer_top1" and self.strategy.kind != "few_shot":
+            raise ValueError("answer_top1 needs a few_shot strategy")
+        if self.check.metric == "answer_top1" and any(p.answer is None for p in self.examples_pinned):
+            raise ValueError("answer_top1 checks the answer token: every examples_pinned entry needs answer: <token id>")
+        return self
+
+
+Schema = PropertyClaim
 
 DEFAULT_RANGES = {"length": (4, 64), "repeats": (2, 4), "noise_tokens": (0, 8), "shots": (1, 5)}
 
@@ -88,7 +116,7 @@ def word_vocab(vocab: Any, tokenizer: Any) -> Any:
     if key not in _WORD_VOCABS:
         keep = [int(i) for i in vocab.allowed.tolist() if _WORD.match(tokenizer.decode([int(i)]))]
         if not keep:
-            raise ValueError("no token of this tokenizer decodes to a word; use vocab: non_special")
+            raise InputError("no token of this tokenizer decodes to a word; use vocab: non_special")
         _WORD_VOCABS[key] = replace(vocab, allowed=torch.tensor(keep))
     return _WORD_VOCABS[key]
 
@@ -198,8 +226,9 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     vocab = ctx.session.vocab(ctx.loaded)
     try:
         strategy = build_strategy(claim.strategy, vocab, ctx.loaded.tokenizer)
-    except ValueError as exc:
+    except InputError as exc:
         raise ClaimSpecError(ctx.location(("strategy",)), "strategy", str(exc)) from None
+    _check_pinned(claim, ctx)
     check = claim.check
     comparison = check.per_sequence if check.per_sequence is not None else check.mean
     aggregate = check.mean is not None
@@ -259,6 +288,17 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
         value = (min(finite, key=comparison.margin) if finite else math.nan)
     probe = f"hypothesis {claim.strategy.kind} ({budget} examples)"
     return Measurement(value, _check_text(claim), details, probe, hyp_seed)
+
+
+def _check_pinned(claim: Any, ctx: ClaimContext) -> None:
+    """Pinned ids come from a spec (often from another model's failure): they must fit this tokenizer."""
+    size = len(ctx.loaded.tokenizer)
+    for i, pinned in enumerate(claim.examples_pinned):
+        bad = [t for t in list(pinned.ids) + ([pinned.answer] if pinned.answer is not None else []) if t >= size]
+        if bad:
+            raise ClaimSpecError(ctx.location(("examples_pinned", i)), f"examples_pinned[{i}]",
+                                 f"token ids {bad} are not in this model's vocabulary ({size} tokens); "
+                                 "pinned examples are specific to the tokenizer they were found with")
 
 
 def _check_text(claim: Any) -> str:

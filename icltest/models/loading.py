@@ -127,7 +127,7 @@ def _save_dequantized(model: Any, folder: Path) -> None:
 
 
 def load_model(source: ModelSource, cache_dir: Path | None = None) -> LoadedModel:
-    """Load without the session cache (use `icltest.session.get_session().model(...)` instead)."""
+    """Load without any cache (``icltest.session.Session.model`` loads each model once per process)."""
     from icltest.models.adapters import Adapter
 
     cache_root = Path(cache_dir) if cache_dir else _default_cache()

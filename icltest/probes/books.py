@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from icltest.errors import InputError
 from icltest.probes.tasks import (
     TaskBatch,
     _data_dir,
@@ -55,7 +56,7 @@ def load_book(kind: str) -> tuple[BookItem, ...]:
     """Load and validate the shipped items of one kind.
 
     Raises:
-        ValueError: unknown kind, or a malformed data file.
+        ValueError: unknown kind, or a malformed shipped data file (a bug in icltest, not in a spec).
     """
     if kind not in BOOK_KINDS:
         raise ValueError(f"unknown book kind {kind!r}; expected one of {', '.join(BOOK_KINDS)}")
@@ -127,7 +128,7 @@ def build_book_prompts(
     for q in queries:
         pool = _demo_pool(items, q)
         if shots > len(pool):
-            raise ValueError(f"shots={shots} but only {len(pool)} {kind} items can serve as demonstrations")
+            raise InputError(f"shots={shots} but only {len(pool)} {kind} items can serve as demonstrations")
         chosen = rng.sample(pool, shots)
         texts.append("\n\n".join([items[i].text(with_answer=True) for i in chosen] + [items[q].text()]))
         demos.append(chosen)
@@ -147,10 +148,10 @@ def remembered_answers(batch: TaskBatch, tokenizer: Any) -> list[int]:
     logit(remembered answer) > 0 means the context wins.
 
     Raises:
-        ValueError: the batch is not counterfactual or uses a chat template.
+        InputError: the batch is not counterfactual or uses a chat template (a spec asked for it).
     """
     if batch.params.get("task") != "counterfactual" or batch.params.get("template") != "plain":
-        raise ValueError("remembered answers exist for plain-text counterfactual prompts only (chat_template: no)")
+        raise InputError("remembered answers exist for plain-text counterfactual prompts only (chat_template: no)")
     items = load_book("counterfactual")
     memory = {item.question: item.answer for item in load_book("closed_book")}
     answers = [memory[items[q].question] for q in batch.query_indices]

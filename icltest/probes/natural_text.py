@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import yaml
 
+from icltest.errors import InputError
 from icltest.probes.random_tokens import Probe
 
 
@@ -22,12 +23,13 @@ def load_corpus(name: str = "essays") -> list[str]:
     """The documents of a shipped corpus, in file order.
 
     Raises:
-        ValueError: unknown corpus or a malformed file.
+        InputError: unknown corpus (a spec names it).
+        ValueError: a malformed shipped corpus file (a bug in icltest).
     """
     folder = resources.files("icltest").joinpath("data", "text")
     names = sorted(e.name[:-5] for e in folder.iterdir() if e.name.endswith(".yaml"))
     if name not in names:
-        raise ValueError(f"unknown text corpus {name!r}; shipped corpora: {', '.join(names)}")
+        raise InputError(f"unknown text corpus {name!r}; shipped corpora: {', '.join(names)}")
     data = yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text(encoding="utf-8"))
     docs = data.get("documents") if isinstance(data, dict) else None
     if not isinstance(docs, list) or not docs:
@@ -46,14 +48,15 @@ def natural_text(tokenizer: Any, *, length: int, batch: int, seed: int, corpus: 
     """``batch`` seeded documents, each cut to its first ``length`` tokens (after BOS when used).
 
     Raises:
-        ValueError: fewer than ``batch`` documents reach ``length`` tokens.
+        InputError: fewer than ``batch`` documents reach ``length`` tokens, or BOS is asked for
+            and the tokenizer has none.
     """
     docs = load_corpus(corpus)
     encoded = [[int(i) for i in tokenizer(d, add_special_tokens=False)["input_ids"]] for d in docs]
     long_enough = [i for i, ids in enumerate(encoded) if len(ids) >= length]
     if len(long_enough) < batch:
         longest = sorted((len(e) for e in encoded), reverse=True)
-        raise ValueError(
+        raise InputError(
             f"natural_text probe: only {len(long_enough)} of {len(docs)} documents in corpus {corpus!r} have "
             f"{length} tokens for this tokenizer (longest: {longest[:3]}); lower length or batch"
         )
@@ -62,7 +65,7 @@ def natural_text(tokenizer: Any, *, length: int, batch: int, seed: int, corpus: 
     tokens = torch.tensor([encoded[i][:length] for i in chosen], dtype=torch.long)
     use_bos = bos in (True, "yes") or (bos == "auto" and bos_id is not None)
     if use_bos and bos_id is None:
-        raise ValueError("probe asks for bos: yes but the tokenizer defines no BOS token")
+        raise InputError("probe asks for bos: yes but the tokenizer defines no BOS token")
     valid = torch.ones_like(tokens, dtype=torch.bool)
     if use_bos:
         tokens = torch.cat([torch.full((batch, 1), int(bos_id), dtype=torch.long), tokens], dim=1)

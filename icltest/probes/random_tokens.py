@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from icltest.errors import InputError
+
 
 @dataclass(frozen=True)
 class Vocab:
@@ -79,7 +81,7 @@ class Probe:
 def _use_bos(bos: Any, vocab: Vocab) -> bool:
     if bos in (True, "yes"):
         if vocab.bos_id is None:
-            raise ValueError("probe asks for bos: yes but the tokenizer defines no BOS token")
+            raise InputError("probe asks for bos: yes but the tokenizer defines no BOS token")
         return True
     if bos in (False, "no"):
         return False
@@ -91,7 +93,7 @@ def repeated_random(
 ) -> Probe:
     """[BOS] + a random segment of `length` distinct tokens, repeated `repeats` times."""
     if vocab.size < length:
-        raise ValueError(f"probe length {length} exceeds the {vocab.size} drawable tokens")
+        raise InputError(f"probe length {length} exceeds the {vocab.size} drawable tokens")
     generator = torch.Generator().manual_seed(int(seed))
     rows = []
     for _ in range(batch):

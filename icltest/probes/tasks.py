@@ -34,6 +34,8 @@ from typing import Any, Sequence
 import torch
 import yaml
 
+from icltest.errors import InputError
+
 CHAT_TEMPLATE_CHOICES = ("auto", "yes", "no")
 _PROMPT_KEYS = {"input_prefix", "separator", "answer_prefix", "delimiter"}
 _TASK_KEYS = {"name", "description", "prompt", "pairs"}
@@ -119,16 +121,16 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ValueError(f"{where}: not valid YAML: {exc}") from exc
+        raise InputError(f"{where}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping at top level, got {type(data).__name__}")
+        raise InputError(f"{where}: expected a mapping at top level, got {type(data).__name__}")
     return data
 
 
 def _string(value: Any, where: str, key: str) -> str:
     # Unquoted YAML turns yes/no/true/false/on/off into booleans; say so, since it is the usual cause.
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(
+        raise InputError(
             f"{where}: {key} must be a non-empty string, got {value!r}"
             " (quote words like \"yes\", \"no\", \"true\", \"off\" in YAML)"
         )
@@ -157,28 +159,28 @@ def parse_task(data: dict[str, Any], where: str) -> Task:
     """Validate a task mapping (from YAML); `where` names the source in error messages."""
     unknown = set(data) - _TASK_KEYS
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TASK_KEYS)}")
+        raise InputError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TASK_KEYS)}")
     name = _string(data.get("name"), where, "name")
     prompt_data = data.get("prompt") or {}
     if not isinstance(prompt_data, dict):
-        raise ValueError(f"{where}: prompt must be a mapping with keys {sorted(_PROMPT_KEYS)}")
+        raise InputError(f"{where}: prompt must be a mapping with keys {sorted(_PROMPT_KEYS)}")
     bad = set(prompt_data) - _PROMPT_KEYS
     if bad:
-        raise ValueError(f"{where}: unknown prompt key(s) {sorted(bad)}; allowed: {sorted(_PROMPT_KEYS)}")
+        raise InputError(f"{where}: unknown prompt key(s) {sorted(bad)}; allowed: {sorted(_PROMPT_KEYS)}")
     for key, value in prompt_data.items():
         if not isinstance(value, str):
-            raise ValueError(f"{where}: prompt.{key} must be a string, got {value!r}")
+            raise InputError(f"{where}: prompt.{key} must be a string, got {value!r}")
     raw_pairs = data.get("pairs")
     if not isinstance(raw_pairs, list) or len(raw_pairs) < 2:
-        raise ValueError(f"{where}: pairs must be a list of at least 2 {{input, output}} mappings")
+        raise InputError(f"{where}: pairs must be a list of at least 2 {{input, output}} mappings")
     pairs = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_pairs):
         if not isinstance(raw, dict) or set(raw) != {"input", "output"}:
-            raise ValueError(f"{where}: pairs[{i}] must be a mapping with exactly input and output, got {raw!r}")
+            raise InputError(f"{where}: pairs[{i}] must be a mapping with exactly input and output, got {raw!r}")
         pair = Pair(_string(raw["input"], where, f"pairs[{i}].input"), _string(raw["output"], where, f"pairs[{i}].output"))
         if pair.input in seen:
-            raise ValueError(f"{where}: pairs[{i}] repeats input {pair.input!r}; inputs must be unique")
+            raise InputError(f"{where}: pairs[{i}] repeats input {pair.input!r}; inputs must be unique")
         seen.add(pair.input)
         pairs.append(pair)
     return Task(name=name, description=str(data.get("description") or ""), pairs=tuple(pairs),
@@ -189,18 +191,18 @@ def load_task(name: str) -> Task:
     """Load a shipped task by name, or a user's task file by path (ends in .yaml/.yml).
 
     Raises:
-        ValueError: unknown name (with the available names and a did-you-mean), or a bad file.
+        InputError: unknown name (with the available names and a did-you-mean), or a bad file.
     """
     if name.endswith((".yaml", ".yml")):
         path = Path(name)
         if not path.is_file():
-            raise ValueError(f"task file {name!r} does not exist")
+            raise InputError(f"task file {name!r} does not exist")
         return parse_task(_read_yaml(path.read_text(encoding="utf-8"), str(path)), str(path))
     names = available_tasks()
     if name not in names:
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown task {name!r}.{hint} Available: {', '.join(names)} (or a path to a .yaml file)")
+        raise InputError(f"unknown task {name!r}.{hint} Available: {', '.join(names)} (or a path to a .yaml file)")
     text = _data_dir().joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     return parse_task(_read_yaml(text, f"{name}.yaml"), f"{name}.yaml")
 
@@ -213,7 +215,7 @@ def use_chat_template(tokenizer: Any, chat_template: str) -> bool:
         raise ValueError(f"chat_template must be one of {CHAT_TEMPLATE_CHOICES}, got {chat_template!r}")
     has = bool(getattr(tokenizer, "chat_template", None))
     if chat_template == "yes" and not has:
-        raise ValueError("chat_template='yes' but the tokenizer has no chat template; use 'auto' or 'no'")
+        raise InputError("chat_template='yes' but the tokenizer has no chat template; use 'auto' or 'no'")
     return chat_template == "yes" or (chat_template == "auto" and has)
 
 
@@ -253,7 +255,7 @@ def encode_prompts(
             fallbacks += 1
             alone = _encode(tokenizer, continuation, special=False)
             if not alone:
-                raise ValueError(f"answer {answer!r} tokenizes to nothing; check the task data")
+                raise InputError(f"answer {answer!r} tokenizes to nothing; check the task data")
             first = alone[0]
         prompts.append(prompt)
         ids.append(prompt_ids)
@@ -299,7 +301,7 @@ def build_icl_prompts(
     if isinstance(task, str):
         task = load_task(task)
     if not isinstance(shots, int) or shots < 0 or shots > len(task.pairs) - 1:
-        raise ValueError(f"shots must be an int in [0, {len(task.pairs) - 1}] for task {task.name!r}, got {shots!r}")
+        raise InputError(f"shots must be an int in [0, {len(task.pairs) - 1}] for task {task.name!r}, got {shots!r}")
     chat = use_chat_template(tokenizer, chat_template)
     rng = random.Random(seed)
     queries = sample_queries(len(task.pairs), n, rng)

@@ -1,7 +1,9 @@
 """Spec building blocks shared by every claim kind: expectations, heads, models, probes.
 
-Kept free of torch so that collecting spec files stays fast. The claim kinds live in
-``icltest.schema.kinds`` and the file-level ``Spec`` in ``icltest.schema.spec``.
+Kept free of torch so that collecting spec files stays fast. Each claim kind's model lives in
+its claim module (``icltest.claims.<kind>``, or an outside package) and subclasses
+:class:`ClaimBase`; the nested blocks of the built-in kinds are in ``icltest.schema.blocks``
+and the file-level ``Spec`` is built from the claim-kind registry in ``icltest.schema.spec``.
 """
 from __future__ import annotations
 
@@ -292,11 +294,21 @@ ClaimId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_leng
 MarkName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
-class _ClaimBase(_Strict):
+class ClaimBase(_Strict):
+    """Fields every claim has, whatever its kind; a claim kind's ``Schema`` subclasses this.
+
+    The plugin names items by ``id``, turns ``marks`` into pytest marks and hands ``probe`` (or
+    the file's default probe) to ``measure``, so every kind, built-in or not, must carry them.
+    A subclass adds ``kind: Literal["<its kind>"]`` and its own fields; unknown keys stay errors.
+    """
+
     id: ClaimId
     description: str | None = None
     marks: list[MarkName] = Field(default_factory=list, description="pytest marks (select with -m)")
     probe: AnyProbe | None = None
+
+
+Strict = _Strict  # public name for outside claim kinds' nested mappings (unknown keys are errors)
 
 
 def _did_you_mean(word: str, options: Any) -> str:

@@ -1,4 +1,10 @@
-"""One schema model per claim kind (and the mappings inside them)."""
+"""Schema blocks the built-in claim kinds are made of: metrics, effects, controls, strategies.
+
+Each claim kind's top-level model lives in its own module under ``icltest.claims`` (next to the
+code that measures and judges it); the mappings nested inside those models live here so that
+kinds can share them (``ablation`` and ``task_accuracy`` read the same metric names) and so that
+the plugin can validate a spec without importing any claim implementation's heavy dependencies.
+"""
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
@@ -9,34 +15,20 @@ from icltest.schema.base import (
     Comparison,
     Expectation,
     Head,
-    HeadSelection,
     ScoreName,
     _check_task,
-    _ClaimBase,
     _layer_list,
     _Strict,
 )
 
-class HeadScoreClaim(_ClaimBase):
-    """Heads meet a bound on an attention-pattern score (one item per listed head)."""
-
-    kind: Literal["head_score"]
-    score: ScoreName
-    heads: HeadSelection
-    expect: Expectation
+# ----------------------------------------------------------------------------- head claims
 
 
 class RankExpect(_Strict):
+    """head_rank: a comparison on the rank (1 = highest)."""
+
     rank: Expectation
 
-
-class HeadRankClaim(_ClaimBase):
-    """A head's rank among all heads by a score (1 = highest)."""
-
-    kind: Literal["head_rank"]
-    score: ScoreName
-    head: Head
-    expect: RankExpect
 
 # ----------------------------------------------------------------------------- behaviour
 
@@ -154,67 +146,24 @@ class ReferenceSpec(_Strict):
     seed: int = Field(ge=0)
 
 
-def _as_list(value: Any) -> Any:
+def as_list(value: Any) -> Any:
+    """Accept one mapping where a list of mappings is expected (``also: {...}``)."""
     return [value] if isinstance(value, dict) else value
 
 
-class AblationClaim(_ClaimBase):
-    """Removing heads (or whole attention / MLP blocks) moves a metric, more than random heads do."""
-
-    kind: Literal["ablation"]
-    heads: HeadSelection | None = None
-    block: LayerSelection | None = Field(None, description="ablate whole blocks instead: {layers: '3-4', part: mlp}")
-    method: Literal["zero", "mean", "resample"] = "zero"
-    reference: ReferenceSpec | None = None
-    metric: MetricSpec
-    expect: EffectExpect
-    control: ControlSpec | None = None
-    also: Annotated[list[AlsoSpec], BeforeValidator(_as_list)] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _what_to_ablate(self) -> "AblationClaim":
-        if (self.heads is None) == (self.block is None):
-            raise ValueError("give exactly one of heads (attention heads) or block ({layers:, part:})")
-        if self.control is not None and self.heads is None:
-            raise ValueError("control (random heads) applies to head ablations only")
-        if self.block is not None and self.method == "resample":
-            raise ValueError("block ablation supports zero and mean")
-        return self
-
-
-class IclScoreClaim(_ClaimBase):
-    """Olsson et al.'s in-context-learning score: loss at a late token minus loss at an early one."""
-
-    kind: Literal["icl_score"]
-    late: int | None = Field(None, ge=1)
-    early: int | None = Field(None, ge=1)
-    window: int = Field(1, ge=1)
-    expect: Expectation
-
-
-class BaselineSpec(_Strict):
-    shots: int = Field(0, ge=0, le=64)
-    expect: "GainExpect"
+AlsoList = Annotated[list[AlsoSpec], BeforeValidator(as_list)]
 
 
 class GainExpect(_Strict):
     gain: Expectation = Field(description="value at `shots` minus value at the baseline's shots")
 
 
-class TaskAccuracyClaim(_ClaimBase):
-    """First-token accuracy (or answer probability) on a few-shot task, optionally vs a baseline shot count."""
+class BaselineSpec(_Strict):
+    """task_accuracy: the same queries at another shot count, and the gain expected over it."""
 
-    kind: Literal["task_accuracy"]
-    task: str
     shots: int = Field(0, ge=0, le=64)
-    n: int = Field(48, ge=1, le=4096)
-    seed: int = Field(0, ge=0)
-    chat_template: ChatTemplate = "no"
-    metric: Literal["accuracy", "answer_prob"] = "accuracy"
-    expect: Expectation
-    baseline: BaselineSpec | None = None
+    expect: GainExpect
 
-    _check_task = field_validator("task")(classmethod(lambda cls, v: _check_task(v)))
 
 # ----------------------------------------------------------------------------- properties
 
@@ -303,21 +252,3 @@ class PinnedExample(_Strict):
     @classmethod
     def _from_list(cls, value: Any) -> Any:
         return {"ids": value} if isinstance(value, list) else value
-
-
-class PropertyClaim(_ClaimBase):
-    """A behaviour holds for every input a Hypothesis strategy generates."""
-
-    kind: Literal["property"]
-    strategy: StrategySpec
-    check: CheckSpec
-    examples: int = Field(30, ge=1, le=10000, description="per-claim example budget; the Hypothesis profile scales it")
-    examples_pinned: list[PinnedExample] = Field(default_factory=list, description="inputs always tried first")
-
-    @model_validator(mode="after")
-    def _fits(self) -> "PropertyClaim":
-        if self.check.metric == "second_copy_top1" and self.strategy.kind not in ("repeated_random", "repeated_with_noise"):
-            raise ValueError("second_copy_top1 needs a repeated_random or repeated_with_noise strategy")
-        if self.check.metric == "answer_top1" and self.strategy.kind != "few_shot":
-            raise ValueError("answer_top1 needs a few_shot strategy")
-        return self

@@ -1,8 +1,10 @@
-"""The published JSON Schema for spec files, generated from the pydantic schema models.
+"""The published JSON Schema for spec files, generated from the claim-kind registry.
 
 Editors (VS Code YAML, JetBrains) use it for completion and inline errors: add
 ``# yaml-language-server: $schema=<path>/icltest.schema.json`` to the top of a spec.
-``python -m icltest.schema.jsonschema`` rewrites the shipped file; a test fails when it is stale.
+``python -m icltest.schema.jsonschema`` rewrites the shipped file (the built-in kinds; a test
+fails when it is stale). With claim kinds from other packages installed, write a schema that
+covers them too with ``python -m icltest.schema.jsonschema --output my.schema.json``.
 """
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ SCHEMA_PATH = Path(__file__).with_name("icltest.schema.json")
 
 
 def generate() -> dict[str, Any]:
-    from icltest.schema.spec import Spec
+    """The JSON Schema of a spec file for every claim kind registered now."""
+    from icltest.schema.spec import spec_model
 
-    schema = Spec.model_json_schema(mode="validation")
+    schema = spec_model().model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "icltest spec"
     return schema
@@ -36,8 +39,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{SCHEMA_PATH} is stale; run: python -m icltest.schema.jsonschema", file=sys.stderr)
             return 1
         return 0
-    SCHEMA_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH}")
+    target = SCHEMA_PATH
+    if "--output" in argv:
+        index = argv.index("--output")
+        if index + 1 >= len(argv):
+            print("--output needs a file path", file=sys.stderr)
+            return 2
+        target = Path(argv[index + 1])
+    target.write_text(text, encoding="utf-8")
+    print(f"wrote {target}")
     return 0
 
 

@@ -1,4 +1,8 @@
-"""Spec file -> validated :class:`Spec` with source locations, or one SpecError listing every problem."""
+"""Spec file -> validated :class:`Spec` with source locations, or one SpecError listing every problem.
+
+The schema comes from :func:`icltest.schema.spec.spec_model`, i.e. from the claim-kind registry, so
+a kind declared by another package gets the same located errors and "did you mean" as a built-in.
+"""
 from __future__ import annotations
 
 import re
@@ -10,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from icltest.schema.errors import SpecError, SpecProblem
-from icltest.schema.spec import CLAIM_MODELS, Spec, _did_you_mean
+from icltest.schema.spec import SpecBase, _did_you_mean, claim_models, spec_model
 from icltest.schema.yamlsource import SourceMap, display_path, dotted, load_yaml
 
 
@@ -24,7 +28,7 @@ class LoadedSpec:
         source: path -> line/col map, for errors raised later (e.g. a head the model lacks).
     """
 
-    spec: Spec
+    spec: SpecBase
     path: Path
     source: SourceMap
 
@@ -33,7 +37,7 @@ class LoadedSpec:
         return self.source.where(tuple(path))
 
 
-def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], bool]:
+def _data_path(data: Any, loc: tuple[Any, ...], tags: set[str]) -> tuple[tuple[Any, ...], bool]:
     """Map a pydantic error location onto the YAML data, skipping union tags.
 
     Returns (path into the data, whether the last loc element was found there).
@@ -49,13 +53,13 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], bool]:
             node, found = node[part], True
         else:
             found = False  # a union tag ('head_score', 'list') or a missing key
-            if isinstance(node, dict) and isinstance(part, str) and part not in _TAGS:
+            if isinstance(node, dict) and isinstance(part, str) and part not in tags:
                 path.append(part)
                 break
     return tuple(path), found
 
 
-_TAGS = set(CLAIM_MODELS) | {"list", "top", "range", "repeated_random", "natural_text"}
+_UNION_TAGS = {"list", "top", "range", "repeated_random", "natural_text"}  # besides the claim kinds
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -82,9 +86,10 @@ def _pick(models: list[type[BaseModel]], value: Any) -> type[BaseModel] | None:
     return max(models, key=lambda m: len(set(value) & set(m.model_fields)))
 
 
-def _model_at(spec_data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
+def _model_at(spec_data: Any, path: tuple[Any, ...], spec: type[BaseModel],
+              claims: dict[str, type[BaseModel]]) -> type[BaseModel] | None:
     """The schema model that validates the mapping at ``path`` (for 'did you mean' on unknown keys)."""
-    model: type[BaseModel] | None = Spec
+    model: type[BaseModel] | None = spec
     node: Any = spec_data
     for i, key in enumerate(path):
         if model is None:
@@ -97,24 +102,25 @@ def _model_at(spec_data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
             node = None
         if isinstance(key, int):
             continue
-        if model is Spec and key == "claims":
+        if model is spec and key == "claims":
             claim = node[path[i + 1]] if isinstance(node, list) and len(path) > i + 1 else None
-            model = CLAIM_MODELS.get(claim.get("kind")) if isinstance(claim, dict) else None
+            model = claims.get(claim.get("kind")) if isinstance(claim, dict) else None
             continue
         field = model.model_fields.get(key)
         model = _pick(_models_in(field.annotation), node) if field is not None else None
     return model
 
 
-def _problem(error: dict[str, Any], data: Any, source: SourceMap) -> SpecProblem:
+def _problem(error: dict[str, Any], data: Any, source: SourceMap, spec: type[BaseModel],
+             claims: dict[str, type[BaseModel]]) -> SpecProblem:
     loc = tuple(error["loc"])
     kind = error["type"]
-    path, found = _data_path(data, loc)
+    path, found = _data_path(data, loc, set(claims) | _UNION_TAGS)
     key = dotted(path)
     message = error["msg"]
     if kind == "extra_forbidden":
         parent = path[:-1]
-        model = _model_at(data, parent)
+        model = _model_at(data, parent, spec, claims)
         keys = sorted(model.model_fields) if model else []
         if parent and parent[-1] == "heads" and isinstance(path[-1], str):
             keys = ["layers", "heads", "top", "by"]
@@ -126,12 +132,12 @@ def _problem(error: dict[str, Any], data: Any, source: SourceMap) -> SpecProblem
     if kind in ("union_tag_invalid", "union_tag_not_found") and path and path[0] == "claims":
         claim = data["claims"][path[1]] if len(path) > 1 else {}
         given = claim.get("kind") if isinstance(claim, dict) else None
-        known = ", ".join(CLAIM_MODELS)
+        known = ", ".join(claims)
         if given is None:
             return SpecProblem(source.where(path), key + ".kind" if key else "kind",
                                f"a claim needs a kind: one of {known}")
         return SpecProblem(source.where(path + ("kind",)), dotted(path + ("kind",)),
-                           f"unknown claim kind {given!r}{_did_you_mean(given, CLAIM_MODELS)}; expected one of: {known}")
+                           f"unknown claim kind {given!r}{_did_you_mean(given, claims)}; expected one of: {known}")
     if kind == "literal_error":
         options = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
         given = error.get("input")
@@ -143,14 +149,15 @@ def _problem(error: dict[str, Any], data: Any, source: SourceMap) -> SpecProblem
     return SpecProblem(source.where(path), key, message)
 
 
-def validate(data: Any, source: SourceMap) -> Spec:
+def validate(data: Any, source: SourceMap) -> SpecBase:
     """Validate loaded YAML data against the schema, mapping every error to its line."""
     if not isinstance(data, dict):
         raise SpecError.single(source.where(()), "", f"a spec file is a mapping with schema_version, model and claims; got {type(data).__name__}")
+    model, claims = spec_model(), claim_models()
     try:
-        spec = Spec.model_validate(data)
+        spec = model.model_validate(data)
     except ValidationError as exc:
-        problems = [_problem(e, data, source) for e in exc.errors(include_url=False)]
+        problems = [_problem(e, data, source, model, claims) for e in exc.errors(include_url=False)]
         # "unknown key 'layer' (did you mean 'layers'?)" already explains the missing 'layers'.
         guessed = {(p.key.rsplit(".", 1)[0], m.group(1)) for p in problems
                    if (m := re.search(r"did you mean '([^']+)'", p.message)) and p.message.startswith("unknown key")}

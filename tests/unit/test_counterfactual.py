@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from icltest.errors import InputError
 from icltest.probes.books import build_book_prompts, load_book, remembered_answers
 
 
@@ -38,5 +39,5 @@ def test_remembered_answer_is_the_closed_book_answer_to_the_same_question() -> N
 
 def test_remembered_answers_refuse_other_tasks() -> None:
     tok, _ = _tokenizer()
-    with pytest.raises(ValueError, match="counterfactual"):
+    with pytest.raises(InputError, match="counterfactual"):
         remembered_answers(build_book_prompts("closed_book", tok, n=2, seed=0), tok)

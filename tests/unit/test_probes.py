@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from icltest.errors import InputError
 from icltest.probes import Vocab, repeated_random
 
 
@@ -39,12 +40,12 @@ def test_bos_modes() -> None:
     assert no.tokens.shape == (1, 10) and no.prefix == 0 and no.valid.all()
     auto_none = repeated_random(_vocab(bos=None), length=5, repeats=2, batch=1, seed=0)
     assert auto_none.tokens.shape == (1, 10)
-    with pytest.raises(ValueError, match="no BOS"):
+    with pytest.raises(InputError, match="no BOS"):
         repeated_random(_vocab(bos=None), length=5, repeats=2, batch=1, seed=0, bos="yes")
 
 
 def test_length_larger_than_vocab_is_an_error() -> None:
-    with pytest.raises(ValueError, match="exceeds"):
+    with pytest.raises(InputError, match="exceeds"):
         repeated_random(Vocab(allowed=torch.arange(3, 8), bos_id=None), length=10, repeats=2, batch=1, seed=0)
 
 
@@ -72,5 +73,5 @@ def test_natural_text_probe_cuts_documents_to_length() -> None:
         words = re.findall(r"\w+|[^\w\s]", docs[index])[:300]
         assert row[1:] == [vocab[w] for w in words]
     assert natural_text(tok, length=300, batch=8, seed=2, bos_id=0).params["documents"] == chosen
-    with pytest.raises(ValueError, match="documents in corpus 'essays' have 5000 tokens"):
+    with pytest.raises(InputError, match="documents in corpus 'essays' have 5000 tokens"):
         natural_text(tok, length=5000, batch=2, seed=0, bos_id=0)

@@ -8,6 +8,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from icltest import strategies as icl
+from icltest.errors import InputError
 from icltest.probes.random_tokens import Vocab
 from icltest.probes.tasks import load_task
 
@@ -38,9 +39,9 @@ def test_random_tokens_without_bos(seq: icl.TokenSequence) -> None:
 
 
 def test_bad_ranges_are_errors() -> None:
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(InputError, match="empty"):
         icl.repeated_segments(VOCAB, length=(5, 2))
-    with pytest.raises(ValueError, match="exceeds the 37 drawable tokens"):
+    with pytest.raises(InputError, match="exceeds the 37 drawable tokens"):
         icl.repeated_with_noise(VOCAB, length=(2, 36), noise_tokens=(0, 5))
 
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from icltest.errors import InputError
 from icltest.probes.books import BOOK_KINDS, build_book_prompts, load_book
 from icltest.probes.tasks import (
     Pair,
@@ -137,13 +138,13 @@ def test_every_available_task_loads():
 
 
 def test_load_task_typo_suggests_the_close_name():
-    with pytest.raises(ValueError, match=r"unknown task 'antonymm'\. Did you mean 'antonym'\?") as err:
+    with pytest.raises(InputError, match=r"unknown task 'antonymm'\. Did you mean 'antonym'\?") as err:
         load_task("antonymm")
     assert "singular_plural" in str(err.value)  # the available names are listed
 
 
 def test_load_task_unrelated_name_has_no_suggestion():
-    with pytest.raises(ValueError, match="unknown task 'zzqqxx'") as err:
+    with pytest.raises(InputError, match="unknown task 'zzqqxx'") as err:
         load_task("zzqqxx")
     assert "Did you mean" not in str(err.value)
 
@@ -160,17 +161,17 @@ def test_load_task_from_user_file(tmp_path):
     assert task.pairs == (Pair("a", "b"), Pair("c", "d"))
     assert task.prompt == PromptFormat(separator=" =>")
     assert task.prompt.demonstration(Pair("a", "b")) == "a => b"
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         load_task(str(tmp_path / "missing.yaml"))
 
 
 def test_load_task_user_file_with_bad_yaml(tmp_path):
     path = tmp_path / "bad.yml"
     path.write_text("name: [unclosed\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="not valid YAML"):
+    with pytest.raises(InputError, match="not valid YAML"):
         load_task(str(path))
     path.write_text("- just\n- a list\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="expected a mapping at top level"):
+    with pytest.raises(InputError, match="expected a mapping at top level"):
         load_task(str(path))
 
 
@@ -206,7 +207,7 @@ def test_parse_task_accepts_minimal_mapping():
     ],
 )
 def test_parse_task_rejects_bad_data(data, match):
-    with pytest.raises(ValueError, match=match) as err:
+    with pytest.raises(InputError, match=match) as err:
         parse_task(data, "where.yaml")
     assert str(err.value).startswith("where.yaml: ")
 
@@ -214,7 +215,7 @@ def test_parse_task_rejects_bad_data(data, match):
 def test_parse_task_unquoted_yaml_boolean_is_explained():
     data = yaml.safe_load('name: "t"\npairs:\n  - {input: "a", output: yes}\n  - {input: "c", output: "d"}\n')
     assert data["pairs"][0]["output"] is True  # what YAML does to an unquoted yes
-    with pytest.raises(ValueError, match=r"pairs\[0\]\.output must be a non-empty string, got True.*quote"):
+    with pytest.raises(InputError, match=r"pairs\[0\]\.output must be a non-empty string, got True.*quote"):
         parse_task(data, "t.yaml")
 
 
@@ -292,7 +293,7 @@ def test_icl_shots_bounds(tok):
         others = {f"{p.input} -> {p.output}" for i, p in enumerate(pairs) if i != q}
         assert set(prompt.split("\n")[:-1]) == others
     for bad in (3, -1, 1.5):
-        with pytest.raises(ValueError, match=r"shots must be an int in \[0, 2\]"):
+        with pytest.raises(InputError, match=r"shots must be an int in \[0, 2\]"):
             build_icl_prompts(task, tok, shots=bad, n=2, seed=0)
     with pytest.raises(ValueError, match="n must be >= 1"):
         build_icl_prompts(task, tok, shots=1, n=0, seed=0)
@@ -319,7 +320,7 @@ def test_use_chat_template_choices(tok, chat_tok):
     assert use_chat_template(chat_tok, "auto") is True
     assert use_chat_template(chat_tok, "no") is False
     assert use_chat_template(tok, "auto") is False
-    with pytest.raises(ValueError, match="no chat template"):
+    with pytest.raises(InputError, match="no chat template"):
         use_chat_template(tok, "yes")
     with pytest.raises(ValueError, match="chat_template must be one of"):
         use_chat_template(tok, "maybe")
@@ -420,7 +421,7 @@ def test_book_prompts_seeded_and_errors(tok):
         build_book_prompts("open-book", tok, n=2, seed=0)
     with pytest.raises(ValueError, match="shots must be a non-negative int"):
         build_book_prompts("open_book", tok, n=2, seed=0, shots=-1)
-    with pytest.raises(ValueError, match=r"shots=100 but only \d+ counterfactual items"):
+    with pytest.raises(InputError, match=r"shots=100 but only \d+ counterfactual items"):
         build_book_prompts("counterfactual", tok, n=2, seed=0, shots=100)
 
 
