@@ -95,7 +95,8 @@ def session_of(config: pytest.Config) -> "Session":
     try:
         return config.stash[SESSION_KEY]
     except KeyError:
-        raise pytest.UsageError("the icltest plugin is not active in this run (was it disabled with -p no:icltest?)") from None
+        raise pytest.UsageError("the icltest plugin is not active in this run "
+                                "(was it disabled with -p no:icltest?)") from None
 
 
 class SpecFileCollector(pytest.File):

@@ -161,4 +161,4 @@ def claim_module(kind: str) -> Any:
 
 def schema_models() -> dict[str, type]:
     """kind -> ``Schema`` for every registered kind (imports each kind's module, never torch)."""
-    return {kind: claim_module(kind).Schema for kind in entries()}
+    return {kind: _check(entry, _load(entry)).Schema for kind, entry in entries().items()}
