@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from icltest.runs.metrics import METRIC_NAMES
+
 SCAN_SCORES = ("induction", "previous_token", "duplicate_token", "prefix_matching")
 
 
@@ -93,43 +95,57 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _ablation_scan(session: Any, loaded: Any, args: argparse.Namespace, probe: Any) -> dict[str, Any]:
-    """Ablate every head (of --layers) one at a time and tabulate the metric's change."""
+    """Ablate every head (of --layers) alone and tabulate the metric's change.
+
+    The single-head variants are stacked in the batch (--stack per forward pass), so the scan
+    costs (heads / stack) forward passes of stack x the input batch.
+    """
     import torch
     from tqdm import tqdm
 
-    from icltest.behaviour import Ablation, MetricRun
+    from icltest.runs.metrics import METRICS
+    from icltest.runs.run import Ablation, Run
+    from icltest.schema.spec import MetricSpec
     from icltest.scores.ranking import top_heads
-    from icltest.schema.spec import TASK_METRICS, MetricSpec
 
+    info = METRICS[args.metric]
     fields: dict[str, Any] = {"name": args.metric}
-    if args.metric in TASK_METRICS:
-        fields.update(task=args.task or "open_book", shots=args.shots, n=args.n, seed=args.seed)
-    elif args.metric == "repeated_token_loss":
+    if info.inputs == "task":
+        fields.update(task=args.task or info.task or "open_book", shots=args.shots, n=args.n, seed=args.seed)
+    elif "part" in info.fields:
         fields["part"] = "second_half"
     metric = MetricSpec(**fields)
-    run = MetricRun(session, loaded, metric, probe)
+    run = Run(session, loaded, metric, probe, stack=args.stack)
     adapter = loaded.adapter
     layers = _layers_arg(args.layers, adapter.n_layers)
     clean = run.value()
     effects = torch.full((adapter.n_layers, adapter.n_heads), float("nan"))
     heads = [(l, h) for l in layers for h in range(adapter.n_heads)]
-    print(f"ablation scan: {args.method}-ablating {len(heads)} heads one at a time on {run.inputs.label}; "
-          f"clean {metric.name} = {clean:.4f}", file=sys.stderr)
-    for layer, head in tqdm(heads, desc="heads", unit="head", disable=args.quiet, file=sys.stderr):
-        effects[layer, head] = run.value(Ablation(heads=((layer, head),), method=args.method)) - clean
+    variants = [Ablation(heads=(pair,), method=args.method, post_norm=args.post_norm) for pair in heads]
+    step = max(1, args.stack or run._group(len(variants), min(16, run.inputs.tokens.shape[0]), 1))
+    print(f"ablation scan: {args.method}-ablating {len(heads)} heads one at a time, {step} per forward pass, "
+          f"on {run.inputs.label}; clean {metric.name} = {clean:.4f}", file=sys.stderr)
+    with tqdm(total=len(heads), desc="heads", unit="head", disable=args.quiet, file=sys.stderr) as bar:
+        for start in range(0, len(variants), step):
+            group = variants[start:start + step]
+            for variant, value in zip(group, run.values(group)):
+                (layer, head), = variant.heads
+                effects[layer, head] = value - clean
+            bar.update(len(group))
     # Losses get worse by going up, accuracies by going down: rank by the harmful direction.
-    harm = effects if metric.name in ("repeated_token_loss", "icl_score") else -effects
-    direction = "increase" if metric.name in ("repeated_token_loss", "icl_score") else "drop"
+    direction = info.harm
+    harm = effects if direction == "increase" else -effects
     print(format_table(f"{metric.name} change when ablated (ablated - clean)", effects, 0).rsplit("\n", 1)[0])
     best = ", ".join(f"L{l}H{h}={float(effects[l, h]):+.4f}" for l, h, _ in top_heads(harm, args.top))
     print(f"top {args.top} by {direction}: {best}")
     print()
     return {
         "metric": metric.model_dump(exclude_none=True), "inputs": run.inputs.label, "method": args.method,
+        "post_norm": args.post_norm if adapter.post_norm else "n/a (pre-norm model)",
         "clean": round(clean, 5), "direction": direction,
         "effects": [[None if v != v else round(float(v), 5) for v in row] for row in effects],
         "top": [{"head": f"L{l}H{h}", "effect": round(float(effects[l, h]), 5)} for l, h, _ in top_heads(harm, args.top)],
-        "seconds": round(run.seconds, 2),
+        "seconds": round(run.seconds, 2), "stack": step,
     }
 
 
@@ -179,13 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--quiet", action="store_true", help="no progress output")
     scan.add_argument("--ablate", action="store_true",
                       help="also ablate each head alone and tabulate the change of --metric (progress bar)")
-    scan.add_argument("--metric", default="repeated_token_loss",
-                      choices=("repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob", "logit_diff"))
+    scan.add_argument("--metric", default="repeated_token_loss", choices=METRIC_NAMES)
     scan.add_argument("--task", help="task for accuracy/recall/answer_prob (e.g. open_book, antonym)")
     scan.add_argument("--shots", type=int, default=0, help="demonstrations per task prompt")
     scan.add_argument("--n", type=int, default=48, help="task prompts")
     scan.add_argument("--method", default="zero", choices=("zero", "mean", "resample"))
     scan.add_argument("--layers", help="only ablate heads in these layers, e.g. 10-29")
+    scan.add_argument("--stack", type=int, default=None,
+                      help="single-head variants per forward pass, stacked in the batch (1 = one by one; default: "
+                           "1 on CPU, where stacking measured slower, else as many as fit the logit budget)")
+    scan.add_argument("--post-norm", dest="post_norm", default="frozen", choices=("frozen", "live"),
+                      help="post-norm models (Gemma 2/3): keep the attention post-norm's scale at its clean value "
+                           "(frozen, default: removes exactly the head's share of attn_out) or let it rescale (live)")
     scan.set_defaults(func=cmd_scan)
     report = sub.add_parser("report", help="render a --icl-json report as Markdown")
     report.add_argument("json")

@@ -2,7 +2,7 @@
 import json, sys, time
 from icltest.session import Session
 from icltest.models.loading import ModelSource
-from icltest.behaviour import Ablation, MetricRun
+from icltest.runs.run import Ablation, Run
 from icltest.schema.spec import MetricSpec
 from icltest.scores.control import draw_random_heads
 s = Session(); L = s.model(ModelSource(alias="smollm2-135m"))
@@ -11,7 +11,7 @@ out = {}
 for seed in [int(a) for a in sys.argv[1:]] or (0, 2):
     t = time.perf_counter()
     for task in ("open_book", "closed_book"):
-        run = MetricRun(s, L, MetricSpec(name="recall", task=task, shots=2, n=48, seed=seed))
+        run = Run(s, L, MetricSpec(name="recall", task=task, shots=2, n=48, seed=seed))
         clean = run.value()
         for name, heads in SETS.items():
             key = f"{task}/{name}/mean/seed{seed}"

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from icltest.claims.base import ClaimContext, ClaimSpecError, Measurement, Target, Verdict
+from icltest.errors import InputError
 from icltest.claims.heads import resolve_selection, selection_id
 from icltest.schema.base import ClaimBase, HeadSelection
 from icltest.schema.blocks import AlsoList, ControlSpec, EffectExpect, LayerSelection, MetricSpec, ReferenceSpec
@@ -25,6 +26,9 @@ class AblationClaim(ClaimBase):
     heads: HeadSelection | None = None
     block: LayerSelection | None = Field(None, description="ablate whole blocks instead: {layers: '3-4', part: mlp}")
     method: Literal["zero", "mean", "resample"] = "zero"
+    post_norm: Literal["frozen", "live"] = Field(
+        "frozen", description="post-norm models (Gemma 2/3): keep the attention post-norm's scale at its clean value "
+        "so a head ablation removes exactly that head's share of attn_out (frozen), or let the norm rescale (live)")
     reference: ReferenceSpec | None = None
     metric: MetricSpec
     expect: EffectExpect
@@ -62,24 +66,27 @@ def _effect(direction: str, clean: float, ablated: float) -> float:
     return ablated - clean if direction == "increase" else clean - ablated
 
 
-def _run(ctx: ClaimContext, metric: Any, claim: Any) -> Any:
-    from icltest.behaviour import session_metric_run
+def _run(ctx: ClaimContext, metric: Any, claim: Any, key: tuple[Any, ...] = ("metric",)) -> Any:
+    from icltest.runs.run import session_run
 
     seed = claim.reference.seed if claim.reference is not None else None
     try:
-        return session_metric_run(ctx.session, ctx.loaded, metric, ctx.probe_spec, seed)
-    except ValueError as exc:
-        raise ClaimSpecError(ctx.location(("metric",)), "metric", str(exc)) from None
+        run = session_run(ctx.session, ctx.loaded, metric, ctx.probe_spec, seed)
+        if claim.method == "resample":
+            run.check_resample()
+        return run
+    except InputError as exc:
+        raise ClaimSpecError(ctx.location(key), ".".join(map(str, key)), str(exc)) from None
 
 
 def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
-    from icltest.behaviour import Ablation
+    from icltest.runs.run import Ablation
     from icltest.scores.control import control_summary, draw_random_heads
 
     adapter = ctx.loaded.adapter
     if claim.heads is not None:
         heads = resolve_selection(claim.heads, ctx, ("heads",))
-        ablation = Ablation(heads=tuple(heads), method=claim.method)
+        ablation = Ablation(heads=tuple(heads), method=claim.method, post_norm=claim.post_norm)
     else:
         bad = [l for l in claim.block.layers if not 0 <= l < adapter.n_layers]
         if bad:
@@ -96,6 +103,8 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
         "inputs": run.inputs.label, "clean": round(clean, 4), "ablated": round(ablated, 4),
         "direction": direction, "effect": round(effect, 4),
     }
+    if claim.heads is not None:  # what "ablating a head" meant, recorded with every result
+        details["post_norm"] = claim.post_norm if adapter.post_norm else "none (pre-norm model)"
     if claim.method != "zero":
         details["reference_seed"] = run.reference_seed
     if claim.control is not None:
@@ -103,9 +112,10 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
         try:
             draws = draw_random_heads(adapter.n_layers, adapter.n_heads, count, exclude=heads,
                                       draws=claim.control.draws, seed=claim.control.seed)
-        except ValueError as exc:
+        except InputError as exc:
             raise ClaimSpecError(ctx.location(("control",)), "control", str(exc)) from None
-        effects = [_effect(direction, clean, run.value(Ablation(heads=tuple(d), method=claim.method))) for d in draws]
+        variants = [Ablation(heads=tuple(d), method=claim.method, post_norm=claim.post_norm) for d in draws]
+        effects = [_effect(direction, clean, v) for v in run.values(variants)]  # stacked in the batch
         summary = control_summary(effect, effects)
         details["control"] = {
             "count": count, "draws": [{"heads": [f"L{l}H{h}" for l, h in d], "effect": round(e, 4)}
@@ -116,7 +126,7 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     also = []
     for i, extra in enumerate(claim.also):
         metric = claim.metric.merged(extra, extra.name)
-        other = _run(ctx, metric, claim)
+        other = _run(ctx, metric, claim, ("also", i))
         c, a = other.value(), other.value(ablation)
         e = _effect(extra.expect.direction, c, a)
         also.append({"metric": metric.model_dump(exclude_none=True), "inputs": other.inputs.label, "clean": round(c, 4),

@@ -34,12 +34,12 @@ def targets(claim: Any) -> list[Target]:
 
 
 def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
-    from icltest.behaviour import icl_positions, session_metric_run
+    from icltest.runs.run import icl_positions, session_run
     from icltest.schema.spec import MetricSpec
 
     metric = MetricSpec(name="icl_score", late=claim.late, early=claim.early, window=claim.window)
     try:
-        run = session_metric_run(ctx.session, ctx.loaded, metric, ctx.probe_spec, None)
+        run = session_run(ctx.session, ctx.loaded, metric, ctx.probe_spec, None)
     except InputError as exc:
         raise ClaimSpecError(ctx.location(("probe",)), "probe", str(exc)) from None
     late, early = icl_positions(run.inputs.probe, claim.late, claim.early)

@@ -149,6 +149,7 @@ class SequenceEvaluator:
     def _score_fn(self, score: str, layer: int, head: int) -> Callable[[Any], float]:
         import torch
 
+        from icltest.models.hooks import attention_callbacks
         from icltest.scores import patterns
 
         adapter = self.loaded.adapter
@@ -161,20 +162,17 @@ class SequenceEvaluator:
             target, query_mask = builder(tokens, valid)
             captured: dict[str, float] = {}
 
-            def hook(_m: Any, _i: Any, output: Any) -> None:
-                probs = output[1][:, head: head + 1]
+            def on_layer(_layer: int, probs: Any) -> None:
+                probs = probs[:, head: head + 1]
                 captured["v"] = float(patterns.pattern_score(probs, target.to(probs.device), query_mask.to(probs.device),
                                                              per_sequence=True)[0, 0])
                 raise _StopForward  # the layers after this one cannot change its pattern
 
-            handle = adapter.attention(layer).register_forward_hook(hook)
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), attention_callbacks(adapter, on_layer, layers=[layer]):
                     self.loaded.model(input_ids=tokens.to(_device(self.loaded)))
             except _StopForward:
                 pass
-            finally:
-                handle.remove()
             return captured["v"]
 
         return run

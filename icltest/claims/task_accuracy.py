@@ -47,10 +47,10 @@ def _metric(claim: Any, shots: int) -> Any:
 
 def _run(claim: Any, shots: int, ctx: ClaimContext, key: tuple[str, ...]) -> Any:
     """The shared run for ``shots``; a task that cannot serve is an error at ``key`` in the spec."""
-    from icltest.behaviour import session_metric_run
+    from icltest.runs.run import session_run
 
     try:
-        return session_metric_run(ctx.session, ctx.loaded, _metric(claim, shots), None, None)
+        return session_run(ctx.session, ctx.loaded, _metric(claim, shots), None, None)
     except InputError as exc:  # the task file, its shot count or the chat template cannot serve
         raise ClaimSpecError(ctx.location(key), ".".join(key), str(exc)) from None
 

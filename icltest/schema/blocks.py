@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from icltest.runs.metrics import METRIC_NAMES, TASK_METRICS  # noqa: F401  (TASK_METRICS re-exported)
+from icltest.runs.metrics import problems as metric_problems
 from icltest.schema.base import (
     Comparison,
     Expectation,
@@ -32,7 +34,6 @@ class RankExpect(_Strict):
 
 # ----------------------------------------------------------------------------- behaviour
 
-TASK_METRICS: tuple[str, ...] = ("accuracy", "recall", "answer_prob", "logit_diff")
 Part = Union[Literal["first", "second_half", "later", "all"], Annotated[int, Field(ge=0)]]
 ChatTemplate = Literal["auto", "yes", "no"]
 
@@ -54,26 +55,13 @@ class _MetricFields(_Strict):
 class MetricSpec(_MetricFields):
     """What a behavioural claim measures, and on which inputs."""
 
-    name: Literal["repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob", "logit_diff"]
+    name: Literal[METRIC_NAMES] = Field(description="a metric from the run layer's table (icltest/runs/metrics.py)")
 
     @model_validator(mode="after")
     def _fields_fit_metric(self) -> "MetricSpec":
-        task_fields = ("task", "shots", "n", "chat_template")
-        if self.name in TASK_METRICS:
-            if self.task is None:
-                raise ValueError(f"metric {self.name} needs a task (e.g. task: open_book or task: antonym)")
-            if self.name == "logit_diff" and self.task != "counterfactual":
-                raise ValueError("logit_diff compares the answer in the context with the remembered one: "
-                                 "it needs task: counterfactual")
-            wrong = [f for f in ("part", "late", "early", "window") if getattr(self, f) is not None]
-        else:
-            wrong = [f for f in task_fields if getattr(self, f) is not None]
-            if self.name == "repeated_token_loss":
-                wrong += [f for f in ("late", "early", "window") if getattr(self, f) is not None]
-            else:
-                wrong += [f for f in ("part",) if getattr(self, f) is not None]
+        wrong = metric_problems(self.name, self.model_dump(exclude={"name"}))
         if wrong:
-            raise ValueError(f"metric {self.name} does not use {', '.join(wrong)}")
+            raise ValueError("; ".join(wrong))
         if self.late is not None and self.early is not None and self.early >= self.late:
             raise ValueError(f"early ({self.early}) must be before late ({self.late})")
         return self
@@ -131,7 +119,7 @@ class ControlSpec(_Strict):
 class AlsoSpec(_MetricFields):
     """The same ablation judged on a second metric (e.g. closed-book recall must NOT drop)."""
 
-    name: Literal["repeated_token_loss", "icl_score", "accuracy", "recall", "answer_prob", "logit_diff"] | None = None
+    name: Literal[METRIC_NAMES] | None = None
     expect: EffectExpect
 
 

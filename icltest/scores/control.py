@@ -12,6 +12,8 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from icltest.errors import InputError
+
 Head = tuple[int, int]
 
 
@@ -36,7 +38,8 @@ def draw_random_heads(
         ``draws`` lists, each sorted by (layer, head).
 
     Raises:
-        ValueError: non-positive geometry, negative count/draws, or count > available heads.
+        ValueError: non-positive geometry or negative count/draws (a caller's bug).
+        InputError: count > available heads (a spec asking for too many).
     """
     if n_layers < 1 or n_heads < 1:
         raise ValueError(f"need n_layers >= 1 and n_heads >= 1, got {n_layers}, {n_heads}")
@@ -45,7 +48,7 @@ def draw_random_heads(
     excluded = {(int(layer), int(head)) for layer, head in exclude}
     pool = [(l, h) for l in range(n_layers) for h in range(n_heads) if (l, h) not in excluded]
     if count > len(pool):
-        raise ValueError(
+        raise InputError(
             f"cannot draw {count} random heads: only {len(pool)} of {n_layers * n_heads} heads remain "
             f"after excluding {n_layers * n_heads - len(pool)}; lower count or exclude fewer heads"
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from icltest.behaviour import Ablation, MetricRun
+from icltest.runs.run import Ablation, Run
 from icltest.session import Session
 from icltest.schema.spec import MetricSpec, ProbeSpec
 
@@ -14,7 +14,7 @@ def test_padded_task_batch_matches_one_prompt_at_a_time(real_model) -> None:
     """Left padding + position ids must not change any prompt's prediction."""
     loaded = real_model("smollm2-135m")
     session = Session()
-    run = MetricRun(session, loaded, MetricSpec(name="answer_prob", task="antonym", shots=3, n=6, seed=5))
+    run = Run(session, loaded, MetricSpec(name="answer_prob", task="antonym", shots=3, n=6, seed=5))
     batched = run.value()
     probs = []
     for row, mask in zip(run.inputs.tokens, run.inputs.mask):
@@ -31,7 +31,7 @@ def test_repeated_token_loss_matches_full_logits_and_model_is_restored(real_mode
     loaded = real_model("smollm2-135m")
     session = Session()
     probe = ProbeSpec(length=20, repeats=2, batch=4, seed=9)
-    run = MetricRun(session, loaded, MetricSpec(name="repeated_token_loss", part="second_half"), probe)
+    run = Run(session, loaded, MetricSpec(name="repeated_token_loss", part="second_half"), probe)
     tokens = run.inputs.tokens
     with torch.inference_mode():
         before = loaded.model(input_ids=tokens).logits

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from icltest.errors import InputError
 from icltest.scores.control import control_summary, draw_random_heads, effect_ratio
 
 # ---------------------------------------------------------------------------- draw_random_heads
@@ -52,7 +53,7 @@ def test_zero_draws_and_zero_count():
 
 
 def test_count_too_large_is_an_actionable_error():
-    with pytest.raises(ValueError, match=r"cannot draw 4 random heads: only 3 of 4 heads remain"):
+    with pytest.raises(InputError, match=r"cannot draw 4 random heads: only 3 of 4 heads remain"):
         draw_random_heads(2, 2, count=4, exclude=[(0, 0)])
 
 
