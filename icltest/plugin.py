@@ -107,6 +107,13 @@ class SpecFileCollector(pytest.File):
         from icltest.schema import load_spec
 
         loaded = load_spec(self.path)
+        model = loaded.spec.model or _cli_model_ref(self.config)
+        if model is None:
+            from icltest.schema import SpecError
+
+            raise SpecError.single(loaded.location(()), "model",
+                                   "this spec names no model: and no --icl-model was given; add `model: <alias or "
+                                   "hub id>` to the file, or run it on a model: pytest PATH --icl-model smollm2-135m")
         file_marks = list(loaded.spec.marks)
         for mark in set(file_marks).union(*(c.marks for c in loaded.spec.claims)):
             if mark not in _registered_marks(self.config):  # spec marks are declared by the spec itself
@@ -115,12 +122,12 @@ class SpecFileCollector(pytest.File):
             module = claim_module(claim.kind)
             for target in module.targets(claim):
                 item = ClaimItem.from_parent(
-                    self, name=f"{claim.id}[{target.id}]", spec=loaded, index=index, target=target
+                    self, name=f"{claim.id}[{target.id}]", spec=loaded, index=index, target=target, model=model
                 )
                 for mark in file_marks + list(claim.marks):
                     item.add_marker(mark)
                 item.add_marker("icltest")
-                item.add_marker(pytest.mark.xdist_group(name=_model_label(loaded.spec.model)))
+                item.add_marker(pytest.mark.xdist_group(name=_model_label(model)))
                 yield item
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
@@ -134,6 +141,16 @@ class SpecFileCollector(pytest.File):
                 return f"icltest spec error\n{exc}"
             return f"icltest error in {self.path.name}\n{type(exc).__name__}: {exc}"
         return super().repr_failure(excinfo)
+
+
+def _cli_model_ref(config: pytest.Config) -> Any:
+    """The model ``--icl-model`` / ``icl_model`` names (alias, hub id or folder), or None."""
+    from icltest.schema.spec import ModelRef
+
+    name = _opt(config, "model")
+    if not name:
+        return None
+    return ModelRef.model_validate(name if not Path(name).is_dir() else {"path": name})
 
 
 def _registered_marks(config: pytest.Config) -> set[str]:
@@ -155,9 +172,9 @@ class ClaimFailed(Exception):
 class ClaimItem(pytest.Item):
     """One claim x target: loads the model (once per session), measures, judges."""
 
-    def __init__(self, *, spec: Any, index: int, target: Any, **kwargs: Any) -> None:
+    def __init__(self, *, spec: Any, index: int, target: Any, model: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.spec, self.index, self.target = spec, index, target
+        self.spec, self.index, self.target, self.model = spec, index, target, model
         self.claim = spec.spec.claims[index]
         self.record: dict[str, Any] | None = None
 
@@ -167,7 +184,7 @@ class ClaimItem(pytest.Item):
     def _model_ref(self) -> Any:
         from icltest.models.loading import ModelSource
 
-        source = ModelSource.from_ref(self.spec.spec.model)
+        source = ModelSource.from_ref(self.model)
         device, dtype = _opt(self.config, "device"), _opt(self.config, "dtype")
         if device or dtype:
             from dataclasses import replace
@@ -260,12 +277,9 @@ def icl_model(request: pytest.FixtureRequest) -> Any:
     """The model named by ``--icl-model`` / ``icl_model`` ini, loaded once (for your own @given tests)."""
     from icltest.models.aliases import ModelUnavailable
     from icltest.models.loading import ModelSource
-    from icltest.schema.spec import ModelRef
-
-    name = _opt(request.config, "model")
-    if not name:
+    ref = _cli_model_ref(request.config)
+    if ref is None:
         pytest.skip("icl_model needs --icl-model (an alias such as smollm2-135m, a hub id or a folder)")
-    ref = ModelRef.model_validate(name if not Path(name).is_dir() else {"path": name})
     try:
         return session_of(request.config).model(ModelSource.from_ref(ref))
     except ModelUnavailable as exc:

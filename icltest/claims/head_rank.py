@@ -18,8 +18,6 @@ class HeadRankClaim(ClaimBase):
     expect: RankExpect
 
 
-Schema = HeadRankClaim
-
 
 def targets(claim: Any) -> list[Target]:
     pair = head_pair(claim.head)
@@ -53,3 +51,6 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
         f"(score {m.details['score_value']:.4f}; expected rank {expect}); top: {top}"
     )
     return Verdict(passed, f"rank {expect}", summary, m)
+
+
+Schema = HeadRankClaim  # the claim-kind contract: Schema + targets / measure / judge

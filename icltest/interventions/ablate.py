@@ -164,31 +164,17 @@ def block_ablation(
 
 
 @contextmanager
-def ablate_heads(
-    adapter: Any,
-    heads: Sequence[tuple[int, int]],
-    method: str = "zero",
-    reference: HeadReference | None = None,
-    *,
-    per_position: bool = False,
-    seed: int = 0,
-    post_norm: str = "frozen",
-) -> Iterator[HeadAblation]:
-    """Ablate attention heads inside a ``with`` block (see :func:`head_ablation`)."""
-    edits, info = head_ablation(adapter, heads, method, reference, per_position=per_position, seed=seed,
-                                post_norm=post_norm)
+def ablate_heads(adapter: Any, heads: Sequence[tuple[int, int]], method: str = "zero",
+                 reference: HeadReference | None = None, **options: Any) -> Iterator[HeadAblation]:
+    """Ablate attention heads inside a ``with`` block; ``options`` as :func:`head_ablation`'s."""
+    edits, info = head_ablation(adapter, heads, method, reference, **options)
     with apply(adapter, edits):
         yield info
 
 
 @contextmanager
-def ablate_layers(
-    adapter: Any,
-    layers: Iterable[int],
-    part: str,
-    method: str = "zero",
-    reference: LayerReference | None = None,
-) -> Iterator[None]:
+def ablate_layers(adapter: Any, layers: Iterable[int], part: str, method: str = "zero",
+                  reference: LayerReference | None = None) -> Iterator[None]:
     """Ablate whole attention or MLP blocks inside a ``with`` block (see :func:`block_ablation`)."""
     with apply(adapter, block_ablation(adapter, layers, part, method, reference)):
         yield

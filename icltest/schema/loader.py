@@ -196,7 +196,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
         raise SpecError.single(f"{display}:1:1", "", f"cannot read spec file: {exc}") from None
     data, source = load_yaml(text, display)
     spec = validate(data, source)
-    if spec.model.path and not Path(spec.model.path).expanduser().is_absolute():
+    if spec.model is not None and spec.model.path and not Path(spec.model.path).expanduser().is_absolute():
         resolved = (path.parent / spec.model.path).resolve()
         spec = spec.model_copy(update={"model": spec.model.model_copy(update={"path": str(resolved)})})
     return LoadedSpec(spec=spec, path=path, source=source)

@@ -25,7 +25,9 @@ class SpecBase(_Strict):
     """The fields of a spec file other than ``claims`` (whose type depends on the registry)."""
 
     schema_version: Literal[1]
-    model: Annotated[ModelRef, BeforeValidator(_model_input, json_schema_input_type=MODEL_SCHEMA_INPUT)]
+    model: Annotated[ModelRef | None, BeforeValidator(_model_input, json_schema_input_type=MODEL_SCHEMA_INPUT)] = Field(
+        None, description="the model the claims are about; omit it in a model-agnostic spec, which then runs on "
+        "--icl-model (pytest specs/ --icl-model gemma3-270m)")
     description: str | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     marks: list[MarkName] = Field(default_factory=list, description="pytest marks for every claim in the file")

@@ -14,20 +14,7 @@ from icltest.scores.patterns import (
     previous_token_score,
     previous_token_targets,
 )
+from icltest.scores import patterns as _patterns
 from icltest.scores.ranking import rank_of, top_heads
 
-__all__ = [
-    "SCORES",
-    "SCORE_NAMES",
-    "duplicate_token_score",
-    "duplicate_token_targets",
-    "induction_score",
-    "induction_targets",
-    "pattern_score",
-    "prefix_matching_score",
-    "prefix_matching_targets",
-    "previous_token_score",
-    "previous_token_targets",
-    "rank_of",
-    "top_heads",
-]
+__all__ = [*_patterns.__all__, "rank_of", "top_heads"]
