@@ -63,7 +63,8 @@ def terminal_lines(records: list[dict[str, Any]]) -> list[str]:
     """A fixed-width table: status, item, measured, expected, spec line."""
     rows = [("", "claim", "measured", "expected", "spec")]
     for r in records:
-        status = "PASS" if r.get("passed") else ("XFAIL" if r.get("xfail") else ("ERROR" if "error" in r else "FAIL"))
+        status = "PASS" if r.get("passed") else ("XFAIL" if r.get("xfail") else ("ERROR" if "error" in r else (
+            "XPASS(strict)" if r.get("xpass_strict") else "FAIL")))  # a known failure that passed fails the run
         rows.append((status, f"{r['id']}[{r['target']}]", _fmt(r.get("value")), r.get("expect", "-"), r.get("spec", "")))
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]

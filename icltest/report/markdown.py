@@ -10,7 +10,8 @@ from icltest.report.build import _fmt
 def _table(records: list[dict[str, Any]]) -> list[str]:
     out = ["| | claim | measured | expected | summary | spec |", "|---|---|---|---|---|---|"]
     for r in records:
-        mark = "✅" if r.get("passed") else ("➖ xfail" if r.get("xfail") else ("⚠️" if "error" in r else "❌"))
+        mark = "✅" if r.get("passed") else ("➖ xfail" if r.get("xfail") else ("⚠️" if "error" in r else (
+            "❌ XPASS(strict)" if r.get("xpass_strict") else "❌")))  # strict: a stale xfail mark fails the run
         summary = (r.get("summary") or r.get("error") or "").replace("|", "\\|").replace("\n", " ")
         out.append(
             f"| {mark} | `{r['id']}[{r['target']}]` | {_fmt(r.get('value'))} | `{r.get('expect', '-')}` "
