@@ -11,7 +11,8 @@ import transformers as tf
 
 from icltest.errors import InterventionError
 from icltest.models.adapters import ARCHITECTURES, Adapter
-from icltest.models.hookpoints import LAYER_POINTS, HookPoint, hooked, o_proj_weight, point
+from icltest.models.hookpoints import HookPoint, hooked, point
+from icltest.testing.hookcheck import check_hook_points
 
 CONFIGS = {
     "gpt2": lambda: tf.GPT2Config(n_layer=2, n_head=4, n_embd=32, vocab_size=50, n_positions=64),
@@ -84,40 +85,21 @@ def raw_o_proj(adapter, layer):
 def test_residual_stream_identities(name: str) -> None:
     model = build(name)
     adapter = Adapter.for_model(model)
-    points = [point(p, l) for l in range(adapter.n_layers) for p in LAYER_POINTS] + [point("final_norm"), point("unembed")]
-    a, logits = capture(adapter, points)
-    H, D = adapter.n_heads, adapter.head_dim
-    close = dict(atol=1e-5, rtol=1e-5)
-    for layer in range(adapter.n_layers):
-        k = lambda p: a[f"blocks.{layer}.{p}"]  # noqa: E731
-        torch.testing.assert_close(k("resid_post"), k("resid_pre") + k("attn_out") + k("mlp_out"), **close)
-        torch.testing.assert_close(k("resid_mid"), k("resid_pre") + k("attn_out"), **close)
-        z_in, o_out = raw_o_proj(adapter, layer)
-        assert k("z").shape == (3, 9, H, D)
-        torch.testing.assert_close(k("z").reshape(3, 9, H * D), z_in, atol=0, rtol=0)
-        bias = adapter.o_proj(layer).bias
-        summed = k("result").sum(-2) + (bias if bias is not None else 0)
-        torch.testing.assert_close(summed, o_out, **close)
-        if not adapter.post_norm:
-            torch.testing.assert_close(summed, k("attn_out"), **close)
-        else:  # attn_out is the post-norm of the o_proj output, computed here from the norm's weight
-            norm = adapter.attn_post_norm(layer)
-            expected = o_out / torch.sqrt(o_out.pow(2).mean(-1, keepdim=True) + norm.eps) * (1 + norm.weight)
-            torch.testing.assert_close(k("attn_out"), expected, **close)
-        assert k("pattern").shape == (3, H, 9, 9)
-        torch.testing.assert_close(k("pattern").sum(-1), torch.ones(3, H, 9), **close)
-        down = adapter.mlp_down(layer)
-        weight = o_proj_weight(down)
-        mlp_raw = k("mlp_hidden") @ weight.t() + (down.bias if down.bias is not None else 0)
-        if adapter.mlp_post_norm(layer) is None:
-            torch.testing.assert_close(mlp_raw, k("mlp_out"), **close)
-        if layer + 1 < adapter.n_layers:
-            torch.testing.assert_close(a[f"blocks.{layer + 1}.resid_pre"], k("resid_post"), atol=0, rtol=0)
-    last = a[f"blocks.{adapter.n_layers - 1}.resid_post"]
-    torch.testing.assert_close(a["final_norm"], adapter.final_norm()(last), **close)
-    cap = getattr(model.config, "final_logit_softcapping", None)  # Gemma 2 caps the logits after the unembedding
-    unembed = a["unembed"] if cap is None else torch.tanh(a["unembed"] / cap) * cap
-    torch.testing.assert_close(unembed, logits, **close)
+    check_hook_points(adapter, TOKENS, atol=1e-5, rtol=1e-5)
+    store, _ = capture(adapter, [point("z", 1)])
+    z_in, _ = raw_o_proj(adapter, 1)
+    torch.testing.assert_close(store["blocks.1.z"].reshape(z_in.shape), z_in, atol=0, rtol=0)
+
+
+def test_self_check_catches_a_wrong_adapter_row() -> None:
+    """The check can fail: calling Llama's pre-MLP norm an attention post-norm is caught."""
+    from dataclasses import replace
+
+    model = build("llama")
+    adapter = Adapter.for_model(model)
+    adapter.arch = replace(adapter.arch, attn_post_norm="post_attention_layernorm")
+    with pytest.raises(AssertionError, match="resid_post != resid_pre"):
+        check_hook_points(adapter, TOKENS)
 
 
 def _all_hooks(model) -> int:
