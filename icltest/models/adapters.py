@@ -60,6 +60,11 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "gemma": _llama_like("Gemma"),
     "gemma2": _gemma_post_norm("Gemma 2"),
     "gemma3_text": _gemma_post_norm("Gemma 3"),
+    # Gemma3ForConditionalGeneration (multimodal checkpoints, model_type "gemma3"): the same text
+    # decoder one level down, beside the vision tower; the unembedding is still the model's lm_head.
+    "gemma3": ArchSpec("model.language_model.layers", "self_attn", "o_proj", "mlp", "down_proj",
+                       "model.language_model.norm", "Gemma 3 (multimodal)",
+                       attn_post_norm="post_attention_layernorm", mlp_post_norm="post_feedforward_layernorm"),
     "gpt_neox": ArchSpec("gpt_neox.layers", "attention", "dense", "mlp", "dense_4h_to_h",
                          "gpt_neox.final_layer_norm", "GPT-NeoX"),
 }
@@ -92,8 +97,8 @@ class Adapter:
         """
         config = model.config
         model_type = getattr(config, "model_type", "?")
-        if model_type == "gemma3" and hasattr(config, "text_config"):
-            model_type, config = "gemma3_text", config.text_config
+        if getattr(config, "text_config", None) is not None:  # multimodal: the text decoder's geometry
+            config = config.text_config
         arch = ARCHITECTURES.get(model_type)
         if arch is None:
             supported = ", ".join(sorted(ARCHITECTURES))

@@ -30,6 +30,11 @@ CONFIGS = {
                                       hidden_size=32, head_dim=16, intermediate_size=64, vocab_size=50),
     "gemma3_text": lambda: tf.Gemma3TextConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
                                                hidden_size=32, head_dim=16, intermediate_size=64, vocab_size=50),
+    "gemma3": lambda: tf.Gemma3Config(  # multimodal checkpoint: Gemma3ForConditionalGeneration, tiny vision tower
+        text_config=dict(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, hidden_size=32,
+                         head_dim=16, intermediate_size=64, vocab_size=50),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=28, patch_size=14), mm_tokens_per_image=4),
     "gpt_neox": lambda: tf.GPTNeoXConfig(num_hidden_layers=2, num_attention_heads=4, hidden_size=32,
                                          intermediate_size=64, vocab_size=50),
     "gpt_neox_serial": lambda: tf.GPTNeoXConfig(num_hidden_layers=2, num_attention_heads=4, hidden_size=32,
