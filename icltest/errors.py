@@ -53,6 +53,13 @@ class ModelUnavailable(ModelError):
     """The model's files are not installed / reachable; the message says what to install."""
 
 
+class DeviceUnavailable(ModelError):
+    """The device asked for (spec ``device:`` or ``--icl-device``) does not exist on this machine.
+
+    Checked before anything loads: a model moved to a missing device fails only after a full load.
+    """
+
+
 class UnsupportedArchitecture(ModelError):
     """The model's ``model_type`` has no adapter; the message lists the supported ones."""
 

@@ -114,6 +114,7 @@ class SpecFileCollector(pytest.File):
             raise SpecError.single(loaded.location(()), "model",
                                    "this spec names no model: and no --icl-model was given; add `model: <alias or "
                                    "hub id>` to the file, or run it on a model: pytest PATH --icl-model smollm2-135m")
+        _check_fit(self.config, loaded, model)
         file_marks = list(loaded.spec.marks)
         for mark in set(file_marks).union(*(c.marks for c in loaded.spec.claims)):
             if mark not in _registered_marks(self.config):  # spec marks are declared by the spec itself
@@ -155,6 +156,39 @@ def _strict_xfail(item: "ClaimItem") -> pytest.MarkDecorator:
                              reason=f"known failure documented by the spec's xfail mark ({item.location_of()})")
 
 
+def _check_fit(config: pytest.Config, loaded: Any, model: Any) -> None:
+    """Heads and probes against the model's config, at collection, when that is cheap to read.
+
+    A model whose config cannot be read (missing folder, unsupported architecture) is not this
+    file's error: the session remembers it and each item reports it in one line.
+    """
+    from icltest.errors import ModelError
+    from icltest.schema import SpecError
+    from icltest.schema.fit import fit_problems
+
+    try:
+        geometry = session_of(config).geometry(_model_source(config, model))
+    except ModelError:
+        return
+    if geometry is not None:
+        problems = fit_problems(loaded, geometry)
+        if problems:
+            raise SpecError(problems)
+
+
+def _model_source(config: pytest.Config, model: Any) -> Any:
+    """The ModelSource for a spec's model ref, with --icl-device / --icl-dtype applied."""
+    from dataclasses import replace
+
+    from icltest.models.loading import ModelSource
+
+    source = ModelSource.from_ref(model)
+    device, dtype = _opt(config, "device"), _opt(config, "dtype")
+    if device or dtype:
+        source = replace(source, device=device or source.device, dtype=dtype or source.dtype)
+    return source
+
+
 def _cli_model_ref(config: pytest.Config) -> Any:
     """The model ``--icl-model`` / ``icl_model`` names (alias, hub id or folder), or None."""
     from icltest.schema.spec import ModelRef
@@ -194,15 +228,22 @@ class ClaimItem(pytest.Item):
         return self.spec.location(("claims", self.index) + tuple(path))
 
     def _model_ref(self) -> Any:
-        from icltest.models.loading import ModelSource
+        return _model_source(self.config, self.model)
 
-        source = ModelSource.from_ref(self.model)
-        device, dtype = _opt(self.config, "device"), _opt(self.config, "dtype")
-        if device or dtype:
-            from dataclasses import replace
+    def _model_where(self) -> str:
+        """Where the model was named: the spec's ``model:`` key, or the --icl-model option."""
+        if self.spec.spec.model is not None:
+            return f"{self.spec.source.where(('model',), key=True)}: model"
+        return f"--icl-model {_opt(self.config, 'model')}"
 
-            source = replace(source, device=device or source.device, dtype=dtype or source.dtype)
-        return source
+    def _check_fit(self, loaded: Any) -> None:
+        """The collection-time fit check on the loaded model (the only one for uncached hub ids)."""
+        from icltest.errors import ClaimSpecError
+        from icltest.schema.fit import fit_problems
+
+        problems = fit_problems(self.spec, loaded.geometry, [self.index])
+        if problems:
+            raise ClaimSpecError(problems[0].where, problems[0].key, problems[0].message)
 
     def _probe_spec(self) -> Any:
         from icltest.schema.spec import ProbeSpec
@@ -218,6 +259,7 @@ class ClaimItem(pytest.Item):
         session = session_of(self.config)
         start = time.perf_counter()
         loaded = session.model(self._model_ref())
+        self._check_fit(loaded)
         ctx = ClaimContext(session, loaded, self._probe_spec(), self.location_of)
         measurement = module.measure(self.claim, self.target, ctx)
         verdict = module.judge(self.claim, self.target, measurement)
@@ -231,11 +273,15 @@ class ClaimItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
         """A user's mistake (any IcltestError) is a short message; anything else is a bug: a traceback."""
-        from icltest.errors import IcltestError
+        from icltest.errors import DeviceUnavailable, IcltestError, ModelError
 
         exc = excinfo.value
         if isinstance(exc, ClaimFailed):
             return _failure_text(self, exc.args[0])
+        if isinstance(exc, ModelError):  # one line at the model's key: the same for every item of the model
+            option = isinstance(exc, DeviceUnavailable) and _opt(self.config, "device")
+            self._error_record(str(exc))
+            return f"{type(exc).__name__}: {self._model_where()}: {exc}" + (" [device from --icl-device]" if option else "")
         if isinstance(exc, IcltestError):
             self._error_record(str(exc))
             return f"{type(exc).__name__}: {exc}\n  spec: {self.location_of()}\n  replay: {self.replay()}"

@@ -9,6 +9,10 @@ the CLI builds its own. Loaded models are the one thing shared across sessions, 
 (:data:`_LOADED`): loading takes seconds to minutes, a loaded model is not changed by claims
 (hooks and ablations are always removed), and nested pytest runs in one process (pytester)
 should not pay for it again, while their forward-pass counts and run caches stay separate.
+
+A model that failed to load (or whose config could not be read) is remembered for the session:
+every later item that needs it gets the same short error at once instead of retrying a load
+that may take minutes (hub retries) or print pages of output each time.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from icltest.errors import ModelError
+from icltest.models.geometry import ModelGeometry
 from icltest.models.loading import LoadedModel, ModelSource, load_model
 
 
@@ -75,16 +81,60 @@ class Session:
     _vocabs: dict[ModelSource, Any] = field(default_factory=dict)
     _runs: dict[tuple[ModelSource, str], PatternRun] = field(default_factory=dict)
     _metric_runs: dict[Any, Any] = field(default_factory=dict)
+    _failed: dict[ModelSource, ModelError] = field(default_factory=dict)
+    _geometry: dict[ModelSource, ModelGeometry | None] = field(default_factory=dict)
 
     def model(self, source: ModelSource | Any) -> LoadedModel:
-        """The loaded model for ``source``: this session's, else the process's, else loaded now."""
+        """The loaded model for ``source``: this session's, else the process's, else loaded now.
+
+        Raises:
+            ModelError: the load failed, now or earlier in this session (then without retrying).
+        """
         if not isinstance(source, ModelSource):
             source = ModelSource.from_ref(source)
         if source not in self._models:
+            self._raise_if_failed(source)
             if source not in _LOADED:
-                _LOADED[source] = load_model(source, self.cache_dir)
+                try:
+                    _LOADED[source] = load_model(source, self.cache_dir)
+                except ModelError as exc:
+                    self._failed[source] = exc
+                    raise
             self._models[source] = _LOADED[source]
         return self._models[source]
+
+    def geometry(self, source: ModelSource) -> ModelGeometry | None:
+        """The model's layers, heads and positions from its config, without loading weights.
+
+        None when that needs the network (a hub id not in the local cache). Cached per session;
+        a failure (missing folder, unsupported architecture) is remembered like a failed load.
+        """
+        from icltest.models import geometry
+        from icltest.models.aliases import _default_cache, resolve_alias
+
+        if source in self._models:
+            return self._models[source].geometry
+        self._raise_if_failed(source)
+        if source not in self._geometry:
+            try:
+                if source.alias:
+                    folder, name = resolve_alias(source.alias, self.cache_dir or _default_cache())
+                    found: ModelGeometry | None = geometry.from_gguf(folder / name)
+                elif source.path and source.gguf_file:
+                    found = geometry.from_gguf(Path(source.path) / source.gguf_file)
+                elif source.path:
+                    found = geometry.from_folder(Path(source.path))
+                else:
+                    found = geometry.from_hub_cache(source.id, source.revision) if source.id else None
+            except ModelError as exc:
+                self._failed[source] = exc
+                raise
+            self._geometry[source] = found
+        return self._geometry[source]
+
+    def _raise_if_failed(self, source: ModelSource) -> None:
+        if source in self._failed:
+            raise self._failed[source].with_traceback(None)
 
     def add_model(self, loaded: LoadedModel) -> None:
         """Register an already-built model (e.g. a constructed test model) in this session only."""

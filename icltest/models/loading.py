@@ -3,6 +3,12 @@
 GGUF checkpoints are dequantized by transformers, which is slow (~30-40 s for SmolLM2 on CPU,
 plus a slow tokenizer conversion), so the first load saves the result as safetensors plus a
 fast tokenizer under a cache folder keyed by the GGUF file's sha256; later loads read that.
+
+What can fail cheaply is checked before anything heavy: the device first (a model moved to a
+missing CUDA device fails only after a full load), then the config (an architecture without an
+adapter, a missing folder, a hub id the hub does not know), then the weights. Every such failure
+is a :class:`~icltest.errors.ModelError` with a one-line message saying what to do, never the
+hub client's traceback.
 """
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from icltest.errors import DeviceUnavailable, UnsupportedArchitecture
+from icltest.models import geometry as geo
 from icltest.models.aliases import ALIASES, ModelUnavailable, _default_cache, resolve_alias
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -54,6 +62,15 @@ class LoadedModel:
     adapter: Any
     source: ModelSource
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def geometry(self) -> geo.ModelGeometry:
+        """The loaded model's shape: the adapter's counts, positions from its (text) config."""
+        config = self.model.config
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        key = next((k for k in ("n_positions", "max_position_embeddings") if getattr(text, k, None)), "")
+        return geo.ModelGeometry(self.adapter.model_type, self.adapter.n_layers, self.adapter.n_heads,
+                                      int(getattr(text, key)) if key else None, key, "the loaded model's config")
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -126,26 +143,99 @@ def _save_dequantized(model: Any, folder: Path) -> None:
     save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
+def check_device(device: str) -> None:
+    """Fail before loading when ``device`` does not exist here (no CUDA / MPS, index too high, a typo).
+
+    Raises:
+        DeviceUnavailable: with what this torch build offers.
+    """
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceUnavailable(f"device {device!r} is not a torch device ({exc}); use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}, no GPU found"
+            raise DeviceUnavailable(f"device {device!r} was asked for but CUDA is not available (torch "
+                                    f"{torch.__version__}: {build}); run on cpu or on a machine with a CUDA GPU")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise DeviceUnavailable(f"device {device!r} was asked for but this machine has {count} CUDA "
+                                    f"device(s): cuda:0-cuda:{count - 1}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise DeviceUnavailable(f"device {device!r} was asked for but MPS (Apple GPU) is not available here; "
+                                    "run on cpu")
+    elif dev.type != "cpu":
+        raise DeviceUnavailable(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+
+
+def _hub_failure(source: ModelSource, exc: OSError) -> ModelUnavailable:
+    """The hub client's multi-line error as one line that says what to do."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    if len(reason) > 300:
+        reason = reason[:297] + "..."
+    revision = f" at revision '{source.revision}'" if source.revision else ""
+    return ModelUnavailable(
+        f"cannot load '{source.id}'{revision} from the Hugging Face hub ({type(exc).__name__}: {reason}); check "
+        "the id and revision and that the hub is reachable (or the model is in the local hub cache), or "
+        "download it and give its folder as model: {path: <folder>}")
+
+
+def _hub_config(source: ModelSource) -> None:
+    """Read a hub model's config (small) and check its architecture before any weights are fetched."""
+    from transformers import AutoConfig
+
+    kwargs: dict[str, Any] = {"revision": source.revision} if source.revision else {}
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    try:
+        config = AutoConfig.from_pretrained(source.id, **kwargs)
+    except OSError as exc:
+        raise _hub_failure(source, exc) from None
+    except ValueError as exc:  # transformers does not know the model_type at all
+        if "model type" not in str(exc) and "model_type" not in str(exc):
+            raise
+        raise UnsupportedArchitecture(f"'{source.id}': {' '.join(str(exc).split())[:300]}") from None
+    geo.from_config(config.to_dict(), f"config of '{source.id}'")
+
+
 def load_model(source: ModelSource, cache_dir: Path | None = None) -> LoadedModel:
-    """Load without any cache (``icltest.session.Session.model`` loads each model once per process)."""
+    """Load without any cache (``icltest.session.Session.model`` loads each model once per process).
+
+    Raises:
+        ModelError: device missing, files missing or unreachable, architecture unsupported (a
+            subclass each), all before any weights load.
+    """
     from icltest.models.adapters import Adapter
 
+    check_device(source.device)
     cache_root = Path(cache_dir) if cache_dir else _default_cache()
     start = time.perf_counter()
     if source.alias:
         folder, gguf = resolve_alias(source.alias, cache_root)
+        geo.from_gguf(folder / gguf)
         model, tokenizer, info = _load_gguf_cached(folder, gguf, source.dtype, cache_root)
     elif source.gguf_file and source.path:
+        geo.from_gguf(Path(source.path) / source.gguf_file)
         model, tokenizer, info = _load_gguf_cached(Path(source.path), source.gguf_file, source.dtype, cache_root)
     elif source.path:
-        if not Path(source.path).is_dir():
-            raise ModelUnavailable(f"model path '{source.path}' is not a directory")
-        model, tokenizer = _load_pretrained(source.path, revision=None, dtype=source.dtype)
+        geo.from_folder(Path(source.path))
+        try:
+            model, tokenizer = _load_pretrained(source.path, revision=None, dtype=source.dtype)
+        except OSError as exc:  # weights or tokenizer files missing / unreadable
+            raise ModelUnavailable(f"cannot load the model in '{source.path}': {' '.join(str(exc).split())[:300]}") from None
         info = {"revision": _folder_fingerprint(Path(source.path))}
     elif source.id:
-        model, tokenizer = _load_pretrained(
-            source.id, revision=source.revision, dtype=source.dtype, gguf_file=source.gguf_file
-        )
+        _hub_config(source)
+        try:
+            model, tokenizer = _load_pretrained(
+                source.id, revision=source.revision, dtype=source.dtype, gguf_file=source.gguf_file
+            )
+        except OSError as exc:
+            raise _hub_failure(source, exc) from None
         commit = getattr(model.config, "_commit_hash", None)
         info = {"revision": source.revision or commit or "unknown", "commit": commit}
     else:

@@ -31,11 +31,17 @@ def _no_traceback(out: str) -> None:
     assert "icltest/probes" not in out and "icltest/strategies" not in out, out
 
 
-def test_probe_longer_than_the_vocabulary_is_a_spec_error(pytester: pytest.Pytester, circuit_dir: Path) -> None:
-    text = _spec(circuit_dir, "  - id: long\n    kind: head_score\n    score: induction\n    heads: [1.0]\n"
-                              "    expect: '>= 0.5'\n    probe: {kind: repeated_random, length: 100, batch: 2}\n")
+def test_probe_longer_than_the_vocabulary_is_a_spec_error(pytester: pytest.Pytester, circuit_dir: Path,
+                                                          tmp_path: Path) -> None:
+    from icltest.testing import build_known_circuit
+
+    # A 16-token vocabulary (15 drawable): a probe past it still fits the 64 positions, which are
+    # checked first, at collection. (circuit_dir imports torch before pytester snapshots sys.modules.)
+    small_vocab = build_known_circuit(vocab_size=16).save(tmp_path / "small-vocab")
+    text = _spec(small_vocab, "  - id: long\n    kind: head_score\n    score: induction\n    heads: [1.0]\n"
+                              "    expect: '>= 0.5'\n    probe: {kind: repeated_random, length: 20, batch: 2}\n")
     out = _run(pytester, text)
-    assert f"ClaimSpecError: icl_err.yaml:{_line_of(text, 'probe:')}:12: probe: probe length 100 exceeds the 63 drawable tokens" in out
+    assert f"ClaimSpecError: icl_err.yaml:{_line_of(text, 'probe:')}:12: probe: probe length 20 exceeds the 15 drawable tokens" in out
     assert f"spec: icl_err.yaml:{_line_of(text, '- id: long')}:5" in out
     assert "replay: pytest 'icl_err.yaml::long[L1H0]'" in out
     _no_traceback(out)

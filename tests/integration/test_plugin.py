@@ -119,7 +119,7 @@ def test_head_out_of_range_points_at_spec_line(pytester: pytest.Pytester, circui
     text = _spec(circuit_dir, "  - id: far\n    kind: head_score\n    score: induction\n    heads: [7.0]\n    expect: '>= 0.5'\n")
     pytester.makefile(".yaml", icl_range=text)
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)  # read from the model's config.json at collection: no forward pass
     out = result.stdout.str()
     assert f"icl_range.yaml:{_line_of(text, '[7.0]')}:" in out
     assert "L7H0 is out of range for this model (2 layers x 4 query heads" in out
