@@ -81,7 +81,6 @@ def _run(ctx: ClaimContext, metric: Any, claim: Any, key: tuple[Any, ...] = ("me
 
 def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     from icltest.runs.run import Ablation
-    from icltest.scores.control import control_summary, draw_random_heads
 
     adapter = ctx.loaded.adapter
     if claim.heads is not None:
@@ -108,21 +107,7 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     if claim.method != "zero":
         details["reference_seed"] = run.reference_seed
     if claim.control is not None:
-        count = len(heads) if claim.control.random_heads == "same_count" else int(claim.control.random_heads)
-        try:
-            draws = draw_random_heads(adapter.n_layers, adapter.n_heads, count, exclude=heads,
-                                      draws=claim.control.draws, seed=claim.control.seed)
-        except InputError as exc:
-            raise ClaimSpecError(ctx.location(("control",)), "control", str(exc)) from None
-        variants = [Ablation(heads=tuple(d), method=claim.method, post_norm=claim.post_norm) for d in draws]
-        effects = [_effect(direction, clean, v) for v in run.values(variants)]  # stacked in the batch
-        summary = control_summary(effect, effects)
-        details["control"] = {
-            "count": count, "draws": [{"heads": [f"L{l}H{h}" for l, h in d], "effect": round(e, 4)}
-                                      for d, e in zip(draws, effects)],
-            "mean": round(summary["mean"], 4), "std": round(summary["std"], 4),
-            "max": round(summary["max"], 4), "effect_ratio": _round(summary["ratio"]),
-        }
+        details["control"] = _control(claim, ctx, run, heads, effect, clean)
     also = []
     for i, extra in enumerate(claim.also):
         metric = claim.metric.merged(extra, extra.name)
@@ -140,8 +125,37 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     return Measurement(effect, unit, details, probe, run.inputs.params.get("seed"))
 
 
-def _round(x: float) -> float:
-    return x if x != x or x in (float("inf"), float("-inf")) else round(x, 4)
+def _control(claim: Any, ctx: ClaimContext, run: Any, heads: list, effect: float, clean: float) -> dict[str, Any]:
+    """Ablate ``draws`` seeded random head sets (never a target) and place the target among them."""
+    from icltest.runs.run import Ablation
+    from icltest.scores.control import control_summary, draw_layer_matched_heads, draw_random_heads
+
+    control, adapter, direction = claim.control, ctx.loaded.adapter, claim.expect.direction
+    count = len(heads) if control.random_heads == "same_count" else int(control.random_heads)
+    try:
+        if control.match == "layers":
+            draws = draw_layer_matched_heads(adapter.n_heads, heads, draws=control.draws, seed=control.seed)
+        else:
+            draws = draw_random_heads(adapter.n_layers, adapter.n_heads, count, exclude=heads,
+                                      draws=control.draws, seed=control.seed)
+    except InputError as exc:
+        raise ClaimSpecError(ctx.location(("control",)), "control", str(exc)) from None
+    variants = [Ablation(heads=tuple(d), method=claim.method, post_norm=claim.post_norm) for d in draws]
+    effects = [_effect(direction, clean, v) for v in run.values(variants)]  # stacked in the batch
+    s = control_summary(effect, effects)
+    # Statistics are kept unrounded: verdicts compare them, and rounding could move one across a bound.
+    return {
+        "count": count, "match": control.match or "any layer", "n": s["n"], "seed": control.seed,
+        "draws": [{"heads": [f"L{l}H{h}" for l, h in d], "effect": round(e, 4)} for d, e in zip(draws, effects)],
+        "mean": s["mean"], "sd": s["sd"], "se": s["se"], "min": s["min"], "max": s["max"],
+        "above": s["above"], "p": s["p"], "z": s["z"], "position": s["position"],
+        "effect_ratio": s["ratio"], "ratio_note": s["ratio_note"],
+        "multiple_comparisons": "one test per item (the target heads ablated together): no correction needed",
+    }
+
+
+def _stat(x: float) -> str:
+    return "nan" if x != x else ("+inf" if x == float("inf") else ("-inf" if x == float("-inf") else f"{x:.3g}"))
 
 
 def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
@@ -152,18 +166,17 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
     summary = (f"{d['ablation']}: {claim.metric.name} {d['clean']:.4f} -> {d['ablated']:.4f} "
                f"({d['direction']} {m.value:.4f}; expected {comparison})")
     if claim.control is not None:
-        c = d["control"]
-        ce = claim.control.expect
-        if ce.effect_ratio is not None:
-            ok = ce.effect_ratio.check(c["effect_ratio"])
-            checks.append(ok)
-            expect += f"; control ratio {ce.effect_ratio}"
-        if ce.mean is not None:
-            ok = ce.mean.check(c["mean"])
-            checks.append(ok)
-            expect += f"; control mean {ce.mean}"
-        summary += (f"; {len(c['draws'])} random draws of {c['count']} heads: mean {c['mean']:.4f} "
-                    f"(sd {c['std']:.4f}, max {c['max']:.4f}), ratio {c['effect_ratio']:.2f}")
+        c, ce = d["control"], claim.control.expect
+        for key, label in (("p", "p"), ("z", "z"), ("effect_ratio", "ratio"), ("mean", "mean")):
+            bound = getattr(ce, key)
+            if bound is not None:  # NaN (no evidence) never passes
+                checks.append(bound.check(c[key]))
+                expect += f"; control {label} {bound}"
+        ratio = _stat(c["effect_ratio"]) if c["ratio_note"] is None else f"n/a ({c['ratio_note']})"
+        matched = ", layer-matched" if c["match"] == "layers" else ""
+        summary += (f"; {c['n']} random draws of {c['count']} heads{matched}: mean {c['mean']:.4f} "
+                    f"(sd {c['sd']:.4f}, max {c['max']:.4f}); {c['position']}; p = {_stat(c['p'])}, "
+                    f"z = {_stat(c['z'])}, N = {c['n']}; ratio {ratio}")
     for extra in d.get("also", []):
         checks.append(extra["passed"])
         expect += f"; also {extra['metric'].get('task') or extra['metric']['name']} {extra['expect']}"

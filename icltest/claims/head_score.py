@@ -25,6 +25,10 @@ class HeadScoreClaim(ClaimBase):
 
 Schema = HeadScoreClaim
 
+POPULATION_RULE = ("every head meets the bound (no multiple-comparison correction needed: a bound, not a test; "
+                   "each head's score is a deterministic measurement on the seeded probe, no p-value)")
+"""How a one-verdict-over-many-heads claim treats its many heads, stated in every such result."""
+
 
 def targets(claim: Any) -> list[Target]:
     heads = claim.heads
@@ -62,6 +66,7 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     }
     if len(values) > 1:
         details["violations"] = {k: round(v, 4) for k, v in values.items() if not claim.expect.check(v)}
+        details["multiple_comparisons"] = POPULATION_RULE
     return Measurement(values[worst], f"{claim.score} score", details, run.probe.label, run.probe.params.get("seed"))
 
 

@@ -4,6 +4,10 @@ Per-sequence checks let Hypothesis shrink a failure to the smallest failing inpu
 decoded, with its value, the seed, a replay command and an ``examples_pinned`` snippet. Mean
 checks judge a batch average per example and skip shrinking: a shrunk batch mean says nothing.
 
+Inputs with nothing to score are rejected, and a pass needs ``min_examples`` valid ones: a
+strategy that rejects nearly everything would otherwise "hold" on a handful of inputs, or none.
+Generated examples and shrink steps are counted apart, so ``examples_run`` means what it says.
+
 Forward results are cached by token ids, so shrinking and replays that revisit an input do not
 recompute it. The Hypothesis seed comes from the session seed (``--icl-seed``) and the claim id,
 never from the runner's source digest (every property item runs the same inner function), and
@@ -33,6 +37,9 @@ class PropertyClaim(ClaimBase):
     strategy: StrategySpec
     check: CheckSpec
     examples: int = Field(30, ge=1, le=10000, description="per-claim example budget; the Hypothesis profile scales it")
+    min_examples: int | None = Field(
+        None, ge=1, le=10000, description="valid (non-rejected) examples needed to pass; default a quarter of the "
+        "scaled budget, at least 5 and at most the budget")
     examples_pinned: list[PinnedExample] = Field(default_factory=list, description="inputs always tried first")
 
     @model_validator(mode="after")
@@ -43,6 +50,9 @@ class PropertyClaim(ClaimBase):
             raise ValueError("answer_top1 needs a few_shot strategy")
         if self.check.metric == "answer_top1" and any(p.answer is None for p in self.examples_pinned):
             raise ValueError("answer_top1 checks the answer token: every examples_pinned entry needs answer: <token id>")
+        if self.min_examples is not None and self.min_examples > self.examples:
+            raise ValueError(f"min_examples ({self.min_examples}) is more than the budget (examples: {self.examples}): "
+                             "the claim could never pass")
         return self
 
 
@@ -216,9 +226,22 @@ def _budget(examples: int) -> int:
     return max(1, round(examples * settings.default.max_examples / 100))
 
 
+def min_valid(claim: Any, budget: int) -> int:
+    """Valid examples a property needs before "held on every input" means anything.
+
+    A strategy whose inputs are mostly rejected (nothing to score) can end with a handful of
+    checked inputs, or none; passing on that would be a verdict without evidence. Default: a
+    quarter of the scaled budget, at least 5, never more than the budget itself.
+    """
+    if claim.min_examples is not None:
+        return int(claim.min_examples)
+    return min(budget, max(5, budget // 4))
+
+
 def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     from hypothesis import HealthCheck, Phase, example, given, reject, seed, settings
     from hypothesis import strategies as st
+    from hypothesis.errors import Unsatisfiable
 
     evaluator = SequenceEvaluator(claim, ctx)
     vocab = ctx.session.vocab(ctx.loaded)
@@ -233,7 +256,11 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     if aggregate:
         # Distinct sequences: Hypothesis' first (simplest) example would otherwise repeat one input.
         strategy = st.lists(strategy, min_size=check.batch, max_size=check.batch, unique_by=lambda q: q.ids)
-    values: list[float] = []
+    values: list[float] = []  # the valid generated examples' values (not shrink steps)
+    # Generated examples end at the first failure: with report_multiple_bugs off, every call after
+    # it is a shrink step (and the final replay of the minimal example).
+    count = {"examples": 0, "rejected": 0, "shrink_steps": 0}
+    failed: list[bool] = []
 
     def value_of(x: Any) -> float:
         if not aggregate:
@@ -242,11 +269,16 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
         return sum(vals) / len(vals) if vals else math.nan
 
     def prop(x: Any) -> None:
+        generated = not failed
+        count["examples" if generated else "shrink_steps"] += 1
         v = value_of(x)
         if math.isnan(v):
+            count["rejected"] += generated
             reject()  # no query the check can score (e.g. nothing repeats yet): not evidence either way
-        values.append(v)
+        if generated:
+            values.append(v)
         if not comparison.check(v):
+            failed.append(True)
             raise PropertyViolation(x, v, f"value {v:.4f} does not satisfy {comparison}")
 
     session_seed = int(getattr(ctx.session, "seed", 0) or 0)
@@ -257,7 +289,7 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     for pinned in reversed(claim.examples_pinned):
         test = example([_pinned(pinned)] * check.batch if aggregate else _pinned(pinned))(test)
     test = settings(settings.default, max_examples=budget, deadline=None, phases=phases, print_blob=False,
-                    suppress_health_check=list(HealthCheck))(test)
+                    report_multiple_bugs=False, suppress_health_check=list(HealthCheck))(test)
     test = seed(hyp_seed)(test)
     # Every property item runs this same inner function; key the example database by claim instead.
     test._hypothesis_internal_database_key = hashlib.sha256(  # type: ignore[attr-defined]
@@ -268,11 +300,15 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
         test()
     except PropertyViolation as exc:
         failure = exc
+    except Unsatisfiable:
+        pass  # every generated input was rejected: judged below as too few valid examples
     seconds = time.perf_counter() - start
     finite = [v for v in values if not math.isnan(v)]
     details: dict[str, Any] = {
         "strategy": claim.strategy.model_dump(exclude_none=True), "check": _check_text(claim),
-        "examples_budget": budget, "examples_run": len(values), "forward_calls": evaluator.forward_calls,
+        "examples_budget": budget, "examples_run": count["examples"], "examples_valid": len(values),
+        "examples_rejected": count["rejected"], "min_examples": min_valid(claim, budget),
+        "shrink_steps": count["shrink_steps"], "forward_calls": evaluator.forward_calls,
         "seconds": round(seconds, 2),
         "seconds_per_forward": round(evaluator.seconds / evaluator.forward_calls, 4) if evaluator.forward_calls else None,
         "hypothesis_seed": hyp_seed, "session_seed": session_seed, "shrinking": not aggregate,
@@ -331,16 +367,22 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
     d = m.details
     comparison = claim.check.per_sequence if claim.check.per_sequence is not None else claim.check.mean
     expect = f"{'every sequence' if claim.check.per_sequence is not None else 'mean'} {comparison}"
+    if "counterexample" not in d and d["examples_valid"] < d["min_examples"]:
+        summary = (f"only {d['examples_valid']} valid examples (minimum {d['min_examples']}): {d['examples_rejected']} "
+                   f"of {d['examples_run']} generated inputs had nothing to score and were rejected; widen the "
+                   "strategy (e.g. longer inputs) or set min_examples")
+        return Verdict(False, expect + f" on >= {d['min_examples']} valid examples", summary, m)
     if "counterexample" not in d:
-        summary = (f"{d['check']} {comparison} held on {d['examples_run']} examples "
-                   f"(worst {m.value:.4f}, mean {d['mean']}); {d['forward_calls']} forward passes, "
-                   f"{d['seconds_per_forward']} s each")
+        summary = (f"{d['check']} {comparison} held on {d['examples_valid']} valid examples "
+                   f"({d['examples_rejected']} rejected; worst {m.value:.4f}, mean {d['mean']}); "
+                   f"{d['forward_calls']} forward passes, {d['seconds_per_forward']} s each")
         return Verdict(True, expect, summary, m)
     c = d["counterexample"]
     shape = (f"segment {c['segment']} x {c['repeats']} repeats" + (f", noise {c['noise']}" if any(c["noise"]) else "")
              if c["segment"] else f"{c['length']} tokens")
     summary = (f"{d['check']} = {m.value:.4f} violates {comparison} on a {'minimal ' if d['shrinking'] else ''}input "
-               f"of {c['length']} tokens ({shape}) after {d['examples_run']} examples")
+               f"of {c['length']} tokens ({shape}) after {d['examples_run']} examples"
+               + (f" and {d['shrink_steps']} shrink steps" if d["shrinking"] else ""))
     lines = [
         f"  minimal:  ids {c['ids']}" if d["shrinking"] else f"  failing:  first sequence of the batch, ids {c['ids']}",
         f"  decoded:  {c['text']!r}",

@@ -1,14 +1,53 @@
-"""JSON report writer (atomic: a half-written report is worse than none)."""
+"""JSON report writer (atomic: a half-written report is worse than none).
+
+Reports are strict JSON (RFC 8259), which has no NaN or Infinity: Python's default writes bare
+``NaN`` / ``Infinity`` tokens that other parsers reject. A non-finite number is written as
+``null`` where it stood, and the report's top-level ``nonfinite`` maps each such place (a JSON
+Pointer, e.g. ``/claims/3/details/control/z``) to ``"nan"``, ``"inf"`` or ``"-inf"``: every number
+field stays a number or null, and nothing is lost.
+"""
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
 
 
+def _finite(obj: Any, pointer: str, nonfinite: dict[str, str]) -> Any:
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, int)):
+        return obj
+    if isinstance(obj, numbers.Integral):  # numpy integers, which json would not know
+        return int(obj)
+    if isinstance(obj, numbers.Real):  # float, and numpy floats
+        value = float(obj)
+        if math.isfinite(value):
+            return value
+        nonfinite[pointer] = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v, f"{pointer}/{_escape(str(k))}", nonfinite) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v, f"{pointer}/{i}", nonfinite) for i, v in enumerate(obj)]
+    return obj
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def dumps_report(report: dict[str, Any]) -> str:
+    """The report as strict JSON: non-finite numbers -> null, listed under ``nonfinite``."""
+    nonfinite: dict[str, str] = {}
+    clean = _finite({k: v for k, v in report.items() if k != "nonfinite"}, "", nonfinite)
+    clean["nonfinite"] = nonfinite
+    return json.dumps(clean, indent=2, default=str, allow_nan=False) + "\n"
+
+
 def write_json(report: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(dumps_report(report), encoding="utf-8")
     os.replace(tmp, path)

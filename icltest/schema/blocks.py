@@ -7,6 +7,7 @@ the plugin can validate a spec without importing any claim implementation's heav
 """
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -97,23 +98,72 @@ class EffectExpect(_Strict):
 
 
 class ControlExpect(_Strict):
-    effect_ratio: Expectation | None = Field(None, description="target effect / |mean control effect|")
+    """Bounds on where the target effect falls among the random draws (see icltest/scores/control.py).
+
+    ``p`` and ``z`` are the statistics a verdict should rest on; ``effect_ratio`` and ``mean`` are
+    kept for existing specs, and the ratio is NaN (fails) unless the control mean is clearly non-zero.
+    """
+
+    p: Expectation | None = Field(
+        None, description="permutation p-value: (1 + draws with effect >= target) / (draws + 1); smallest 1/(draws+1)")
+    z: Expectation | None = Field(
+        None, description="(target - mean of draws) / sd of draws; sd 0: +inf / -inf by side, NaN when equal (fails)")
+    effect_ratio: Expectation | None = Field(
+        None, description="target effect / |mean control effect|; NaN (fails) unless |mean| > 3 standard errors")
     mean: Expectation | None = Field(None, description="mean effect of the random draws")
 
     @model_validator(mode="after")
     def _something(self) -> "ControlExpect":
-        if self.effect_ratio is None and self.mean is None:
-            raise ValueError("give effect_ratio and/or mean")
+        if self.p is None and self.z is None and self.effect_ratio is None and self.mean is None:
+            raise ValueError("give p, z, effect_ratio and/or mean")
         return self
 
 
 class ControlSpec(_Strict):
-    """Ablate the same number of random heads (never the targets), several seeded draws."""
+    """Ablate as many random heads (never the targets) in ``draws`` seeded draws, and compare."""
 
     random_heads: Literal["same_count"] | Annotated[int, Field(ge=1)] = "same_count"
-    draws: int = Field(5, ge=1, le=100)
+    match: Literal["layers"] | None = Field(
+        None, description="layers: draw as many heads from each target layer as the targets have there")
+    draws: int = Field(19, ge=1, le=1000, description="number of random draws; p <= 0.05 needs >= 19")
     seed: int = Field(0, ge=0)
     expect: ControlExpect
+
+    @model_validator(mode="after")
+    def _reachable(self) -> "ControlSpec":
+        if self.match == "layers" and self.random_heads != "same_count":
+            raise ValueError("match: layers needs random_heads: same_count (the targets' own layers set the counts)")
+        for key in ("z", "effect_ratio"):
+            if getattr(self.expect, key) is not None and self.draws < 2:
+                raise ValueError(f"{key} needs draws >= 2 (the spread of the draws), got draws: {self.draws}")
+        p = self.expect.p
+        if p is not None:
+            needed = _draws_for_p(p)
+            if needed is None:
+                raise ValueError(f"p {p} can never pass: p is always > 0 (its smallest value is 1 / (draws + 1))")
+            if self.draws < needed:
+                n = self.draws + 1
+                raise ValueError(f"with draws: {self.draws} the smallest possible p is 1/{n} = {1 / n:.3g}, so "
+                                 f"p {p} can never pass; use draws >= {needed}")
+        return self
+
+
+def _draws_for_p(p: Comparison) -> int | None:
+    """The fewest draws N whose smallest p, 1 / (N + 1), meets ``p``'s upper bound (None: none does).
+
+    Only an upper bound can be out of reach (p ranges over k / (N + 1), k = 1..N+1); ``==`` and
+    ``between`` need at least their (upper) value to be reachable.
+    """
+    if p.op in (">=", ">", "!="):
+        return 1
+    bound = float(p.high if p.op == "between" else p.bound)  # type: ignore[arg-type]
+    if not bound > 0:
+        return None
+    upper = Comparison("<" if p.op == "<" else "<=", bound)
+    n = max(1, math.ceil(1 / bound) - 2)
+    while not upper.check(1 / (n + 1)):
+        n += 1
+    return n
 
 
 class AlsoSpec(_MetricFields):

@@ -27,18 +27,22 @@ class Comparison:
     bound: float
     high: float | None = None
 
-    def check(self, value: float) -> bool:
-        """NaN (no evidence) never passes, whatever the operator."""
-        value = float(value)
+    def check(self, value: Any) -> bool:
+        """NaN, None or anything not a number (no evidence) never passes, whatever the operator.
+
+        Every claim kind and every control statistic goes through here, so "no measurement" can
+        never satisfy a bound by accident (``NaN != 0.5`` is True in IEEE arithmetic).
+        """
+        value = _number(value)
         if math.isnan(value):
             return False
         if self.op == "between":
             return self.bound <= value <= float(self.high)  # type: ignore[arg-type]
         return _OPS[self.op](value, self.bound)
 
-    def margin(self, value: float) -> float:
-        """Signed distance to the boundary: > 0 passes with room, < 0 fails by that much."""
-        value = float(value)
+    def margin(self, value: Any) -> float:
+        """Signed distance to the boundary: > 0 passes with room, < 0 fails by that much (NaN: -inf)."""
+        value = _number(value)
         if math.isnan(value):
             return -math.inf
         if self.op in (">=", ">"):
@@ -55,6 +59,14 @@ class Comparison:
         if self.op == "between":
             return f"between {_num(self.bound)} and {_num(self.high)}"
         return f"{self.op} {_num(self.bound)}"
+
+
+def _number(value: Any) -> float:
+    """``value`` as a float, NaN when it is not a number (None, text, a missing field)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _num(x: Any) -> str:
@@ -83,6 +95,8 @@ def parse_comparison(value: Any) -> Comparison:
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)):
             raise ValueError(f"between needs two numbers [low, high], got {pair!r}")
         low, high = float(pair[0]), float(pair[1])
+        if math.isnan(low) or math.isnan(high):
+            raise ValueError("between bounds must be numbers, not NaN (a NaN bound could never be met)")
         if low > high:
             raise ValueError(f"between [{_num(low)}, {_num(high)}]: low is greater than high")
         return Comparison("between", low, high)
