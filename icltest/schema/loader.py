@@ -174,9 +174,35 @@ def validate(data: Any, source: SourceMap) -> SpecBase:
             problems.append(SpecProblem(source.where(("claims", index, "id")), f"claims[{index}].id",
                                         f"duplicate claim id '{claim.id}' (first used at line {first}); ids name pytest items and must be unique"))
         seen.setdefault(claim.id, index)
+        problems += _duplicate_heads(claim, ("claims", index), source)
     if problems:
         raise SpecError(problems)
     return spec
+
+
+def _duplicate_heads(value: Any, path: tuple[Any, ...], source: SourceMap) -> list[SpecProblem]:
+    """A head listed twice in one list (``[18.6, 'L18H6']``): each listed head becomes a pytest
+    item named after it, so the second would clash with the first. Reported at the second."""
+    from icltest.schema.base import HeadRef
+
+    out: list[SpecProblem] = []
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            out += _duplicate_heads(getattr(value, name), path + (name,), source)
+    elif isinstance(value, list):
+        first: dict[tuple[int, int], int] = {}
+        for i, item in enumerate(value):
+            if isinstance(item, HeadRef):
+                pair = (item.layer, item.head)
+                if pair in first:
+                    line, col = source.where(path + (first[pair],)).rsplit(":", 2)[1:]
+                    out.append(SpecProblem(source.where(path + (i,)), dotted(path + (i,)),
+                                           f"head {item} is listed twice (first at line {line}, col {col}); "
+                                           "each listed head is its own pytest item"))
+                first.setdefault(pair, i)
+            else:
+                out += _duplicate_heads(item, path + (i,), source)
+    return out
 
 
 def load_spec(path: str | Path) -> LoadedSpec:
