@@ -1,9 +1,10 @@
 """pytest hooks and options for icltest spec files.
 
 Loads no torch/transformers at import: models load lazily inside the first item that needs one.
-A spec file (`*.yaml`/`*.yml` with top-level `schema_version:` and `claims:`) becomes a collector
-with one item per claim x target. A bad spec file is a collection error for that file only;
-unlike pytest's default for collection errors, the other files still run.
+A spec file (ini ``icl_spec_paths`` patterns, or a file named on the command line; see
+:mod:`icltest.discovery`) becomes a collector with one item per claim x target. A bad spec file
+is a collection error for that file only; unlike pytest's default for collection errors, the
+other files still run.
 
 State lives on one :class:`IcltestPlugin` object per pytest run, built in ``pytest_configure``
 and kept in ``config.stash`` (as pytest's own junitxml and stepwise plugins do): a nested run
@@ -13,7 +14,6 @@ models. Items and fixtures reach the session through ``config.stash[SESSION_KEY]
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,8 +23,6 @@ import pytest
 if TYPE_CHECKING:
     from icltest.session import Session
 
-_SPEC_RE = re.compile(r"^schema_version\s*:", re.M)
-_CLAIMS_RE = re.compile(r"^claims\s*:", re.M)
 SESSION_KEY = pytest.StashKey["Session"]()
 """The run's :class:`icltest.session.Session` in ``config.stash`` (for conftest fixtures)."""
 _PLUGIN_KEY = pytest.StashKey["IcltestPlugin"]()
@@ -44,6 +42,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for name, help_text in options:
         group.addoption(f"--icl-{name}", dest=f"icl_{name}", default=None, metavar=name.upper(), help=help_text)
         parser.addini(f"icl_{name}", help_text, default=None)
+    from icltest.discovery import DEFAULT_SPEC_PATHS
+
+    parser.addini("icl_spec_paths", "glob patterns of spec files to collect (a pattern without '/' matches the file "
+                  "name anywhere, one with '/' the path from the rootdir); a file named on the command line is "
+                  f"collected when its head mentions schema_version (default: {' '.join(DEFAULT_SPEC_PATHS)})", type="args",
+                  default=list(DEFAULT_SPEC_PATHS))
     group.addoption("--icl-no-summary", action="store_true", dest="icl_no_summary",
                     help="do not print the claim table at the end of the run")
 
@@ -363,13 +367,15 @@ class IcltestPlugin:
         self.spec_errors: list[str] = []
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+        """Spec files only: ``icl_spec_paths`` patterns or named on the command line (icltest.discovery)."""
+        from icltest import discovery
+
         if file_path.suffix not in (".yaml", ".yml"):
             return None
-        try:
-            head = file_path.read_text(encoding="utf-8", errors="replace")[:65536]
-        except OSError:
+        named = parent.session.isinitpath(file_path)
+        if not named and not discovery.matches(file_path, self.config.rootpath, self.config.getini("icl_spec_paths")):
             return None
-        if _SPEC_RE.search(head) and _CLAIMS_RE.search(head):
+        if discovery.looks_like_spec(file_path, named):
             return SpecFileCollector.from_parent(parent, path=file_path)
         return None
 

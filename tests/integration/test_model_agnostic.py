@@ -24,8 +24,8 @@ claims:
 
 
 def test_spec_without_model_runs_on_icl_model(pytester: pytest.Pytester, circuit_dir: Path) -> None:
-    pytester.makefile(".yaml", agnostic=SPEC)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--icl-model", str(circuit_dir), "-q")
+    pytester.makefile(".yaml", agnostic=SPEC)  # not a conventional spec name (icl_spec_paths): named explicitly
+    result = pytester.runpytest("agnostic.yaml", "-p", "no:cacheprovider", "--icl-model", str(circuit_dir), "-q")
     # the constructed model's L1H0 is an induction head and layer 0 has none (by construction)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["PASS*an-induction-head[[]top1[]]*", "FAIL*no-strong-head-elsewhere[[]layers0[]]*"])
@@ -33,7 +33,7 @@ def test_spec_without_model_runs_on_icl_model(pytester: pytest.Pytester, circuit
 
 def test_spec_without_model_and_no_icl_model_is_one_located_error(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", agnostic=SPEC)
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest("agnostic.yaml", "-p", "no:cacheprovider")
     out = result.stdout.str()
     assert "agnostic.yaml:1:1: model: this spec names no model: and no --icl-model was given" in out
     assert "Traceback" not in out
