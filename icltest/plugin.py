@@ -140,8 +140,7 @@ class SpecFileCollector(pytest.File):
         from icltest.schema import SpecError
 
         exc = excinfo.value
-        if isinstance(exc, IcltestError):
-            self.config.stash[_PLUGIN_KEY].spec_errors.append(str(self.path))
+        if isinstance(exc, IcltestError):  # the first line marks it for IcltestPlugin.pytest_collectreport
             if isinstance(exc, SpecError):
                 return f"icltest spec error\n{exc}"
             return f"icltest error in {self.path.name}\n{type(exc).__name__}: {exc}"
@@ -364,7 +363,7 @@ class IcltestPlugin:
     def __init__(self, config: pytest.Config, session: "Session") -> None:
         self.config, self.session = config, session
         self.results: list[dict[str, Any]] = []
-        self.spec_errors: list[str] = []
+        self.spec_errors: list[dict[str, str]] = []
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
         """Spec files only: ``icl_spec_paths`` patterns or named on the command line (icltest.discovery)."""
@@ -378,6 +377,18 @@ class IcltestPlugin:
         if discovery.looks_like_spec(file_path, named):
             return SpecFileCollector.from_parent(parent, path=file_path)
         return None
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """Record a spec file that failed to collect, from its report rather than the collector.
+
+        Under xdist the collectors run in the workers and only their reports reach the controller,
+        which writes the JSON / Markdown files; serially the same hook sees the same reports.
+        """
+        text = str(report.longrepr) if report.failed else ""
+        header, _, error = text.partition("\n")
+        if header == "icltest spec error" or header.startswith("icltest error in "):
+            if all(e["file"] != report.nodeid for e in self.spec_errors):
+                self.spec_errors.append({"file": report.nodeid, "error": error})
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtestloop(self, session: pytest.Session):

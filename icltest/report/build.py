@@ -28,7 +28,7 @@ def environment() -> dict[str, Any]:
 
 
 def build_report(
-    records: list[dict[str, Any]], spec_errors: list[str] | None = None, forward_passes: int | None = None,
+    records: list[dict[str, Any]], spec_errors: list[dict[str, str]] | None = None, forward_passes: int | None = None,
     session_seed: int | None = None,
 ) -> dict[str, Any]:
     models: dict[str, dict[str, Any]] = {}

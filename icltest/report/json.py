@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 from pathlib import Path
 from typing import Any
+
+from icltest.report.files import write_atomic
 
 
 def _finite(obj: Any, pointer: str, nonfinite: dict[str, str]) -> Any:
@@ -47,7 +48,4 @@ def dumps_report(report: dict[str, Any]) -> str:
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps_report(report), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, dumps_report(report))

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from icltest.report.build import _fmt
+from icltest.report.files import write_atomic
 
 
 def _table(records: list[dict[str, Any]]) -> list[str]:
@@ -17,6 +18,21 @@ def _table(records: list[dict[str, Any]]) -> list[str]:
             f"| {mark} | `{r['id']}[{r['target']}]` | {_fmt(r.get('value'))} | `{r.get('expect', '-')}` "
             f"| {summary} | `{r.get('spec', '')}` |"
         )
+    return out
+
+
+def _code(text: str) -> str:
+    fence = "``" if "`" in text else "`"
+    return f"{fence}{text}{fence}" if fence == "`" else f"{fence} {text} {fence}"
+
+
+def _spec_errors(entries: list[Any]) -> list[str]:
+    """Each file that failed to collect, with its located problems (one per line)."""
+    out: list[str] = []
+    for entry in entries:
+        name, error = (entry.get("file", "?"), entry.get("error", "")) if isinstance(entry, dict) else (entry, "")
+        out.append(f"- `{name}`")
+        out += [f"  - {_code(line.strip())}" for line in error.splitlines() if line.strip()]
     return out
 
 
@@ -44,7 +60,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         out += ["## Failed", ""] + _table(failed) + ["", "## All claims", ""]
     out += _table(report["claims"])
     if report.get("spec_errors"):
-        out += ["", "## Spec files with errors", ""] + [f"- `{p}`" for p in report["spec_errors"]]
+        out += ["", "## Spec files with errors", ""] + _spec_errors(report["spec_errors"])
     out += ["", "## Models", ""]
     for name, info in env.get("models", {}).items():
         facts = ", ".join(f"{k}={v}" for k, v in info.items() if k != "name")
@@ -61,5 +77,4 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def write_markdown(report: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_markdown(report), encoding="utf-8")
+    write_atomic(path, render_markdown(report))
