@@ -160,23 +160,10 @@ def _strict_xfail(item: "ClaimItem") -> pytest.MarkDecorator:
 
 
 def _check_fit(config: pytest.Config, loaded: Any, model: Any) -> None:
-    """Heads and probes against the model's config, at collection, when that is cheap to read.
+    """Heads and probes against the model's config at collection, when that is cheap (icltest.schema.fit)."""
+    from icltest.schema.fit import check_at_collection
 
-    A model whose config cannot be read (missing folder, unsupported architecture) is not this
-    file's error: the session remembers it and each item reports it in one line.
-    """
-    from icltest.errors import ModelError
-    from icltest.schema import SpecError
-    from icltest.schema.fit import fit_problems
-
-    try:
-        geometry = session_of(config).geometry(_model_source(config, model))
-    except ModelError:
-        return
-    if geometry is not None:
-        problems = fit_problems(loaded, geometry)
-        if problems:
-            raise SpecError(problems)
+    check_at_collection(session_of(config), loaded, _model_source(config, model))
 
 
 def _model_source(config: pytest.Config, model: Any) -> Any:
@@ -257,6 +244,7 @@ class ClaimItem(pytest.Item):
     def runtest(self) -> None:
         from icltest.claims import claim_module
         from icltest.claims.base import ClaimContext
+        from icltest.report.records import claim_record
 
         module = claim_module(self.claim.kind)
         session = session_of(self.config)
@@ -266,7 +254,7 @@ class ClaimItem(pytest.Item):
         ctx = ClaimContext(session, loaded, self._probe_spec(), self.location_of)
         measurement = module.measure(self.claim, self.target, ctx)
         verdict = module.judge(self.claim, self.target, measurement)
-        self.record = _record(self, verdict, loaded.info, time.perf_counter() - start)
+        self.record = claim_record(self, verdict, loaded.info, time.perf_counter() - start)
         self.user_properties.append(("icl_value", measurement.value))
         self.user_properties.append(("icl_expect", verdict.expect))
         self.user_properties.append(("icl_passed", verdict.passed))
@@ -277,10 +265,11 @@ class ClaimItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
         """A user's mistake (any IcltestError) is a short message; anything else is a bug: a traceback."""
         from icltest.errors import DeviceUnavailable, IcltestError, ModelError
+        from icltest.report.records import failure_text
 
         exc = excinfo.value
         if isinstance(exc, ClaimFailed):
-            return _failure_text(self, exc.args[0])
+            return failure_text(self, exc.args[0])
         if isinstance(exc, ModelError):  # one line at the model's key: the same for every item of the model
             option = isinstance(exc, DeviceUnavailable) and _opt(self.config, "device")
             self._error_record(str(exc))
@@ -305,32 +294,6 @@ class ClaimItem(pytest.Item):
     def reportinfo(self):
         line = int(self.location_of().rsplit(":", 2)[-2]) - 1 if self.location_of().count(":") >= 2 else 0
         return self.path, line, f"{self.claim.kind} {self.name}"
-
-
-def _record(item: ClaimItem, verdict: Any, model_info: dict, seconds: float) -> dict[str, Any]:
-    m = verdict.measurement
-    keys = ("name", "revision", "dtype", "device", "architecture", "gguf_sha256", "n_layers", "n_heads", "n_kv_heads")
-    return {
-        "id": item.claim.id, "kind": item.claim.kind, "target": item.target.id, "item": item.nodeid,
-        "value": m.value, "unit": m.unit, "expect": verdict.expect, "passed": verdict.passed,
-        "summary": verdict.summary, "spec": item.location_of(), "probe": m.probe, "seed": m.seed,
-        "model": {k: model_info[k] for k in keys if k in model_info}, "details": m.details,
-        "seconds": round(seconds, 3),
-    }
-
-
-def _failure_text(item: ClaimItem, verdict: Any) -> str:
-    m = verdict.measurement
-    lines = [
-        f"claim {item.claim.id!r} ({item.claim.kind}) failed for {item.target.id}",
-        f"  measured: {verdict.summary}",
-        f"  expected: {verdict.expect}",
-        f"  probe:    {m.probe}" + (f" (seed {m.seed})" if m.seed is not None else ""),
-        f"  spec:     {item.location_of()}",
-        f"  replay:   {item.replay()}",
-    ]
-    lines += list(m.details.get("failure_lines", []))
-    return "\n".join(lines)
 
 
 @pytest.fixture(scope="session")

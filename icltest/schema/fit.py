@@ -179,3 +179,21 @@ def fit_problems(spec: Any, geometry: Any, claims: Iterable[int] | None = None) 
         fit.tokens(probe_tokens(default), ("defaults", "probe"), "the probe is", f"; used by {', '.join(users)}; lower its length or repeats")
     fit.problems.sort(key=lambda p: tuple(int(x) for x in p.where.rsplit(":", 2)[1:]))
     return fit.problems
+
+
+def check_at_collection(session: Any, spec: Any, source: Any) -> None:
+    """Raise a SpecError listing every misfit, when the model's config is cheap to read.
+
+    A model whose config cannot be read (missing folder, unsupported architecture) is not this
+    file's error: the session remembers the failure and each item reports it in one line.
+    """
+    from icltest.errors import ModelError
+    from icltest.schema.errors import SpecError
+
+    try:
+        geometry = session.geometry(source)
+    except ModelError:
+        return
+    problems = fit_problems(spec, geometry) if geometry is not None else []
+    if problems:
+        raise SpecError(problems)
