@@ -105,16 +105,10 @@ def _ablation_scan(session: Any, loaded: Any, args: argparse.Namespace, probe: A
 
     from icltest.runs.metrics import METRICS
     from icltest.runs.run import Ablation, Run
-    from icltest.schema.spec import MetricSpec
     from icltest.scores.ranking import top_heads
 
     info = METRICS[args.metric]
-    fields: dict[str, Any] = {"name": args.metric}
-    if info.inputs == "task":
-        fields.update(task=args.task or info.task or "open_book", shots=args.shots, n=args.n, seed=args.seed)
-    elif "part" in info.fields:
-        fields["part"] = "second_half"
-    metric = MetricSpec(**fields)
+    metric = _scan_metric(args)
     run = Run(session, loaded, metric, probe, stack=args.stack)
     adapter = loaded.adapter
     layers = _layers_arg(args.layers, adapter.n_layers)
@@ -147,6 +141,22 @@ def _ablation_scan(session: Any, loaded: Any, args: argparse.Namespace, probe: A
         "top": [{"head": f"L{l}H{h}", "effect": round(float(effects[l, h]), 5)} for l, h, _ in top_heads(harm, args.top)],
         "seconds": round(run.seconds, 2), "stack": step,
     }
+
+
+def _scan_metric(args: argparse.Namespace) -> Any:
+    """The metric an ablation scan tabulates. Task metrics read the ``--split`` items: ``select`` by
+    default, so heads chosen from a scan are judged by claims on items the scan never saw."""
+    from icltest.runs.metrics import METRICS
+    from icltest.schema.spec import MetricSpec
+
+    info = METRICS[args.metric]
+    fields: dict[str, Any] = {"name": args.metric}
+    if info.inputs == "task":
+        fields.update(task=args.task or info.task or "open_book", shots=args.shots, n=args.n, seed=args.seed,
+                      split=args.split)
+    elif "part" in info.fields:
+        fields["part"] = "second_half"
+    return MetricSpec(**fields)
 
 
 def _layers_arg(text: str | None, n_layers: int) -> list[int]:
@@ -199,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--task", help="task for accuracy/recall/answer_prob (e.g. open_book, antonym)")
     scan.add_argument("--shots", type=int, default=0, help="demonstrations per task prompt")
     scan.add_argument("--n", type=int, default=48, help="task prompts")
+    scan.add_argument("--split", default="select", choices=("select", "test"),
+                      help="task items to ablate on (default select: claims judge on test; the mean-ablation "
+                           "reference comes from the other split)")
     scan.add_argument("--method", default="zero", choices=("zero", "mean", "resample"))
     scan.add_argument("--layers", help="only ablate heads in these layers, e.g. 10-29")
     scan.add_argument("--stack", type=int, default=None,

@@ -12,7 +12,10 @@ Prompt format, shared by all kinds so the only difference is the context:
     Question: Where was Mira Okafor born?
     Answer:
 
-and the answer is scored as " Tallinn" (same leading-space convention as `icltest.probes.tasks`).
+and the answer is scored as " Tallinn" (same leading-space convention as `icltest.probes.prompts`).
+Queries and demonstrations come from one split of the items, keyed by the question (see
+`icltest.probes.splits`), so a counterfactual item sits in the split of the closed-book item that
+asks the same question.
 """
 from __future__ import annotations
 
@@ -22,13 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from icltest.errors import InputError
+from icltest.probes.splits import ALL, check_split, derangement, split_indices
 from icltest.probes.tasks import (
     TaskBatch,
     _data_dir,
     _read_yaml,
     _string,
+    colliding_answers,
     encode_prompts,
     sample_queries,
+    shuffled_rng,
+    split_params,
     use_chat_template,
 )
 
@@ -89,13 +96,13 @@ def _mentions(text: str, word: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text) is not None
 
 
-def _demo_pool(items: tuple[BookItem, ...], q: int) -> list[int]:
+def _demo_pool(items: tuple[BookItem, ...], q: int, pool: list[int]) -> list[int]:
     # A demonstration must not hand over the query's answer: skip items with the same answer or
     # whose text (context or question) mentions it (closed-book "capital of England" vs "city of
     # Big Ben" are both London; "capital of France?" would hand over "Eiffel Tower -> France").
     answer = items[q].answer
-    return [i for i, it in enumerate(items)
-            if i != q and it.answer != answer and not _mentions(it.text(with_answer=True), answer)]
+    return [i for i in pool
+            if i != q and items[i].answer != answer and not _mentions(items[i].text(with_answer=True), answer)]
 
 
 def build_book_prompts(
@@ -106,34 +113,54 @@ def build_book_prompts(
     seed: int,
     chat_template: str = "no",
     shots: int = 0,
+    split: str = "test",
+    shuffled_labels: bool = False,
+    bos: Any = "auto",
+    full_answers: bool = True,
 ) -> TaskBatch:
-    """Build n seeded open-book, closed-book or counterfactual prompts.
+    """Build n seeded open-book, closed-book or counterfactual prompts from one split.
 
     Args:
         kind: "open_book", "closed_book" or "counterfactual".
         tokenizer: a Hugging Face tokenizer.
-        n: number of prompts; items repeat (reshuffled) when n exceeds the data.
+        n: number of prompts; items repeat (reshuffled) when n exceeds the split.
         seed: seeds the item order and any demonstrations.
         chat_template: "no", "yes" or "auto", as in `build_icl_prompts`.
-        shots: solved items of the same kind put before the query, separated by a blank line.
-            Small base models often need one or two to learn the "Answer: X" format.
+        shots: solved items of the same kind and split put before the query, separated by a blank
+            line. Small base models often need one or two to learn the "Answer: X" format.
+        split: "test" (judging), "select" (choosing heads) or "all".
+        shuffled_labels: demonstrations' answers permuted among themselves, none kept (shots >= 2).
+        bos, full_answers: as in `build_icl_prompts`.
     """
     items = load_book(kind)
     if not isinstance(shots, int) or shots < 0:
         raise ValueError(f"shots must be a non-negative int, got {shots!r}")
+    if shuffled_labels and shots < 2:
+        raise InputError(f"shuffled labels need at least 2 demonstrations to permute, got shots={shots}")
+    check_split(split)
     chat = use_chat_template(tokenizer, chat_template)
-    rng = random.Random(seed)
-    queries = sample_queries(len(items), n, rng)
+    split_pool = split_indices([item.question for item in items], split)
+    rng, relabel = random.Random(seed), shuffled_rng(seed)
+    queries = [split_pool[i] for i in sample_queries(len(split_pool), n, rng)]
     texts, demos = [], []
     for q in queries:
-        pool = _demo_pool(items, q)
+        pool = _demo_pool(items, q, split_pool)
         if shots > len(pool):
-            raise InputError(f"shots={shots} but only {len(pool)} {kind} items can serve as demonstrations")
+            where = f"in split {split} " if split != ALL else ""
+            raise InputError(f"shots={shots} but only {len(pool)} {kind} items {where}can serve as demonstrations")
         chosen = rng.sample(pool, shots)
-        texts.append("\n\n".join([items[i].text(with_answer=True) for i in chosen] + [items[q].text()]))
+        shown = [items[i] for i in chosen]
+        if shuffled_labels:
+            perm = derangement(shots, relabel)
+            shown = [BookItem(it.question, shown[perm[j]].answer, it.context) for j, it in enumerate(shown)]
+        texts.append("\n\n".join([it.text(with_answer=True) for it in shown] + [items[q].text()]))
         demos.append(chosen)
-    params = {"task": kind, "shots": shots, "n": n, "seed": seed, "template": "chat" if chat else "plain"}
-    batch = encode_prompts(tokenizer, texts, [items[q].answer for q in queries], chat=chat, params=params)
+    params = {"task": kind, "shots": shots, "n": n, "seed": seed, "template": "chat" if chat else "plain",
+              **split_params(split, split_pool, len(items)), "shuffled_labels": bool(shuffled_labels)}
+    prefix = "" if chat else " "
+    collide = colliding_answers(tokenizer, [it.answer for it in items], prefix) if full_answers else frozenset()
+    batch = encode_prompts(tokenizer, texts, [items[q].answer for q in queries], chat=chat, params=params,
+                           bos=bos, full_answers=collide)
     batch.query_indices = queries
     batch.demo_indices = demos
     return batch

@@ -1,4 +1,4 @@
-"""Few-shot in-context-learning tasks: data files -> seeded prompt batches -> first-token accuracy.
+"""Few-shot in-context-learning tasks: data files -> seeded prompt batches -> answer accuracy.
 
 A task is a list of (input, output) pairs shipped as YAML under `icltest/data/tasks/`. A prompt is
 `shots` demonstrations followed by a query, one per line, in the form `input -> output`:
@@ -7,16 +7,10 @@ A task is a list of (input, output) pairs shipped as YAML under `icltest/data/ta
     big -> small
     fast ->
 
-Leading-space convention: the prompt ends with the separator WITHOUT a trailing space and the
-answer is scored as the continuation `" " + output` (" slow"). BPE tokenizers (SmolLM2, GPT-2,
-Gemma) fold the space into the next word, so " slow" / " Paris" is one clean, distinctive token,
-whereas a prompt ending in "-> " would leave a lone-space token and force the answer to be
-tokenized without its space, a form the model rarely saw in running text.
-
-The answer's first token is read off `tokenize(prompt + continuation)` at the position right after
-the prompt's tokens, which is robust to merges at the boundary. If the prompt's tokens are not a
-prefix of that (a merge across the boundary), the continuation is tokenized alone and its first
-token is used; `params["answer_id_fallbacks"]` counts how often that happened.
+Queries and their demonstrations come from one split of the task's pairs (``test`` unless asked
+otherwise; see :mod:`icltest.probes.splits`), and a query's own pair is never among its
+demonstrations. How prompts become token ids and answer tokens (the leading-space convention,
+BOS, first-token collisions) is :mod:`icltest.probes.prompts`.
 
 With a chat template the prompt text becomes one user message and the answer follows the
 generation prompt, which ends at the start of the assistant turn; there the continuation is the
@@ -26,17 +20,26 @@ from __future__ import annotations
 
 import difflib
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 import yaml
 
 from icltest.errors import InputError
+from icltest.probes.prompts import (  # noqa: F401  (re-exported: the public home of task prompts)
+    CHAT_TEMPLATE_CHOICES,
+    TaskBatch,
+    bos_id_for,
+    colliding_answers,
+    encode_prompts,
+    pad_left,
+    task_label,
+    use_chat_template,
+)
+from icltest.probes.splits import ALL, check_split, derangement, split_indices
 
-CHAT_TEMPLATE_CHOICES = ("auto", "yes", "no")
 _PROMPT_KEYS = {"input_prefix", "separator", "answer_prefix", "delimiter"}
 _TASK_KEYS = {"name", "description", "prompt", "pairs"}
 
@@ -81,34 +84,6 @@ class Task:
     description: str
     pairs: tuple[Pair, ...]
     prompt: PromptFormat = PromptFormat()
-
-
-@dataclass
-class TaskBatch:
-    """Prompts and the answer token each should produce, shared by ICL tasks and book probes.
-
-    Attributes:
-        prompts: the prompt texts, each ending right before the answer.
-        input_ids: token ids per prompt, ragged (batch them with `pad_left`).
-        answers: the bare expected answers ("Paris").
-        answer_ids: the id of the answer's first token as it follows each prompt.
-        continuations: the exact text appended after each prompt when scoring (" Paris").
-        params: how the batch was built (task, shots, n, seed, template, ...), for results.
-        query_indices: index of each query item in the source data.
-        demo_indices: indices of each prompt's demonstrations, in prompt order.
-    """
-
-    prompts: list[str]
-    input_ids: list[list[int]]
-    answers: list[str]
-    answer_ids: list[int]
-    continuations: list[str]
-    params: dict[str, Any] = field(default_factory=dict)
-    query_indices: list[int] = field(default_factory=list)
-    demo_indices: list[list[int]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.prompts)
 
 
 # --------------------------------------------------------------------------------------- loading
@@ -207,65 +182,7 @@ def load_task(name: str) -> Task:
     return parse_task(_read_yaml(text, f"{name}.yaml"), f"{name}.yaml")
 
 
-# ---------------------------------------------------------------------------------- tokenization
-
-def use_chat_template(tokenizer: Any, chat_template: str) -> bool:
-    """Resolve "auto"/"yes"/"no" against the tokenizer; "yes" without a template is an error."""
-    if chat_template not in CHAT_TEMPLATE_CHOICES:
-        raise ValueError(f"chat_template must be one of {CHAT_TEMPLATE_CHOICES}, got {chat_template!r}")
-    has = bool(getattr(tokenizer, "chat_template", None))
-    if chat_template == "yes" and not has:
-        raise InputError("chat_template='yes' but the tokenizer has no chat template; use 'auto' or 'no'")
-    return chat_template == "yes" or (chat_template == "auto" and has)
-
-
-def _encode(tokenizer: Any, text: str, special: bool) -> list[int]:
-    return [int(i) for i in tokenizer(text, add_special_tokens=special)["input_ids"]]
-
-
-def encode_prompts(
-    tokenizer: Any,
-    texts: Sequence[str],
-    answers: Sequence[str],
-    *,
-    chat: bool,
-    answer_prefix: str = " ",
-    params: dict[str, Any] | None = None,
-) -> TaskBatch:
-    """Tokenize prompt texts and find each answer's first token in context.
-
-    Plain prompts get the tokenizer's special tokens (Gemma needs its BOS); chat prompts do not,
-    because the template already writes them.
-    """
-    prompts, ids, answer_ids, continuations = [], [], [], []
-    fallbacks = 0
-    for text, answer in zip(texts, answers):
-        if chat:
-            prompt = tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
-            )
-            continuation = answer
-        else:
-            prompt, continuation = text, answer_prefix + answer
-        prompt_ids = _encode(tokenizer, prompt, special=not chat)
-        full = _encode(tokenizer, prompt + continuation, special=not chat)
-        if len(full) > len(prompt_ids) and full[: len(prompt_ids)] == prompt_ids:
-            first = full[len(prompt_ids)]
-        else:
-            fallbacks += 1
-            alone = _encode(tokenizer, continuation, special=False)
-            if not alone:
-                raise InputError(f"answer {answer!r} tokenizes to nothing; check the task data")
-            first = alone[0]
-        prompts.append(prompt)
-        ids.append(prompt_ids)
-        answer_ids.append(first)
-        continuations.append(continuation)
-    out_params = dict(params or {})
-    out_params["answer_id_fallbacks"] = fallbacks
-    return TaskBatch(prompts=prompts, input_ids=ids, answers=list(answers), answer_ids=answer_ids,
-                     continuations=continuations, params=out_params)
-
+# ---------------------------------------------------------------------------------- sampling
 
 def sample_queries(count: int, n: int, rng: random.Random) -> list[int]:
     """n query indices: a seeded permutation, repeated (reshuffled) when n exceeds the data."""
@@ -279,6 +196,17 @@ def sample_queries(count: int, n: int, rng: random.Random) -> list[int]:
     return order[:n]
 
 
+def split_params(split: str, pool: Sequence[int], total: int) -> dict[str, Any]:
+    """What a result records about the items a batch drew from."""
+    return {"split": split, "items": len(pool), "items_total": total}
+
+
+def shuffled_rng(seed: int) -> random.Random:
+    """The generator of shuffled labels: separate from the query / demonstration generator, so a
+    shuffled-label batch has exactly the queries and demonstrations of the plain one."""
+    return random.Random(f"icltest shuffled labels {int(seed)}")
+
+
 def build_icl_prompts(
     task: Task | str,
     tokenizer: Any,
@@ -287,36 +215,57 @@ def build_icl_prompts(
     n: int,
     seed: int,
     chat_template: str = "no",
+    split: str = "test",
+    shuffled_labels: bool = False,
+    bos: Any = "auto",
+    full_answers: bool = True,
 ) -> TaskBatch:
-    """Build n seeded few-shot prompts; each query's own pair is never among its demonstrations.
+    """Build n seeded few-shot prompts from one split; a query's own pair is never a demonstration.
 
     Args:
         task: a Task or a task name for `load_task`.
         tokenizer: a Hugging Face tokenizer.
-        shots: demonstrations per prompt (0 gives the bare query).
-        n: number of prompts; queries repeat (with fresh demonstrations) when n > len(pairs).
+        shots: demonstrations per prompt (0 gives the bare query), drawn from the query's split.
+        n: number of prompts; queries repeat (with fresh demonstrations) when n exceeds the split.
         seed: seeds both the query order and the demonstrations.
         chat_template: "no" (plain text), "yes" (one user message), or "auto" (if the tokenizer has one).
+        split: "test" (judging), "select" (choosing heads) or "all" (every pair).
+        shuffled_labels: the same queries and demonstrations, with the demonstrations' outputs
+            permuted among themselves so that none keeps its own (needs shots >= 2): a baseline
+            that keeps the prompt format and the inputs but breaks the input -> output mapping.
+        bos: BOS rule for plain prompts (see :mod:`icltest.probes.prompts`).
+        full_answers: flag answers whose first token collides for full-answer scoring.
     """
     if isinstance(task, str):
         task = load_task(task)
-    if not isinstance(shots, int) or shots < 0 or shots > len(task.pairs) - 1:
-        raise InputError(f"shots must be an int in [0, {len(task.pairs) - 1}] for task {task.name!r}, got {shots!r}")
+    check_split(split)
+    pool = split_indices([p.input for p in task.pairs], split)
+    where = f"split {split}: {len(pool)} of {len(task.pairs)} items" if split != ALL else f"{len(task.pairs)} items"
+    if not isinstance(shots, int) or isinstance(shots, bool) or shots < 0 or shots > len(pool) - 1:
+        raise InputError(f"shots must be an int in [0, {max(0, len(pool) - 1)}] for task {task.name!r} "
+                         f"({where}), got {shots!r}")
+    if shuffled_labels and shots < 2:
+        raise InputError(f"shuffled labels need at least 2 demonstrations to permute, got shots={shots}")
     chat = use_chat_template(tokenizer, chat_template)
-    rng = random.Random(seed)
-    queries = sample_queries(len(task.pairs), n, rng)
+    rng, relabel = random.Random(seed), shuffled_rng(seed)
+    queries = [pool[i] for i in sample_queries(len(pool), n, rng)]
     fmt = task.prompt
     texts, demos = [], []
     for q in queries:
-        others = [i for i in range(len(task.pairs)) if i != q]
-        chosen = rng.sample(others, shots)
-        lines = [fmt.demonstration(task.pairs[i]) for i in chosen] + [fmt.query(task.pairs[q].input)]
+        chosen = rng.sample([i for i in pool if i != q], shots)
+        shown = [task.pairs[i] for i in chosen]
+        if shuffled_labels:
+            perm = derangement(shots, relabel)
+            shown = [Pair(pair.input, shown[perm[j]].output) for j, pair in enumerate(shown)]
+        lines = [fmt.demonstration(pair) for pair in shown] + [fmt.query(task.pairs[q].input)]
         texts.append(fmt.delimiter.join(lines))
         demos.append(chosen)
-    params = {"task": task.name, "shots": shots, "n": n, "seed": seed,
-              "template": "chat" if chat else "plain"}
+    params = {"task": task.name, "shots": shots, "n": n, "seed": seed, "template": "chat" if chat else "plain",
+              **split_params(split, pool, len(task.pairs)), "shuffled_labels": bool(shuffled_labels)}
+    prefix = "" if chat else fmt.answer_prefix
+    collide = colliding_answers(tokenizer, [p.output for p in task.pairs], prefix) if full_answers else frozenset()
     batch = encode_prompts(tokenizer, texts, [task.pairs[q].output for q in queries], chat=chat,
-                           answer_prefix=fmt.answer_prefix, params=params)
+                           answer_prefix=fmt.answer_prefix, params=params, bos=bos, full_answers=collide)
     batch.query_indices = queries
     batch.demo_indices = demos
     return batch
@@ -327,8 +276,9 @@ def build_icl_prompts(
 def score_first_token(pred_ids: Sequence[int], batch: TaskBatch) -> float:
     """Fraction of prompts whose predicted next token is the answer's first token.
 
-    First-token accuracy needs one forward pass and no decoding; the data are chosen so the first
-    token of each answer is distinctive.
+    First-token accuracy needs one forward pass and no decoding, but it credits any answer that
+    starts like the right one; the run layer scores colliding answers in full instead
+    (``TaskBatch.full``).
     """
     preds = [int(p) for p in (pred_ids.tolist() if hasattr(pred_ids, "tolist") else pred_ids)]
     if len(batch) == 0:
@@ -336,22 +286,3 @@ def score_first_token(pred_ids: Sequence[int], batch: TaskBatch) -> float:
     if len(preds) != len(batch.answer_ids):
         raise ValueError(f"got {len(preds)} predictions for a batch of {len(batch.answer_ids)} prompts")
     return sum(p == a for p, a in zip(preds, batch.answer_ids)) / len(preds)
-
-
-def pad_left(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad ragged id lists so every prompt's last token sits at position -1.
-
-    Returns:
-        (input_ids, attention_mask), both LongTensor [batch, max_len]; the mask is 0 on padding.
-    """
-    if not sequences:
-        raise ValueError("pad_left needs at least one sequence")
-    if any(len(s) == 0 for s in sequences):
-        raise ValueError("pad_left got an empty sequence; every prompt needs at least one token")
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), int(pad_id), dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, width - len(seq):] = torch.tensor(list(seq), dtype=torch.long)
-        mask[row, width - len(seq):] = 1
-    return ids, mask

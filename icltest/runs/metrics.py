@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TASK_FIELDS: tuple[str, ...] = ("task", "shots", "n", "seed", "chat_template")
+TASK_FIELDS: tuple[str, ...] = ("task", "shots", "n", "seed", "chat_template", "split", "shuffled_labels")
 
 
 @dataclass(frozen=True)

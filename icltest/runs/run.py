@@ -55,9 +55,13 @@ class Inputs:
         mask: attention mask for left-padded prompts (task metrics), else None.
         label: human-readable description (kind, parameters, seed, BOS handling).
         params: the parameters, for records.
-        answer_ids: task metrics: each prompt's answer token ids.
+        answer_ids: task metrics: each prompt's first answer token id.
         probe: probe metrics: the probe object (prefix, segment, repeats...).
         other_ids: logit_diff: the competing (remembered) answer's ids.
+        answer_tokens: task metrics: every answer token, as it follows the prompt.
+        full: task metrics: rows scored on every answer token (their first token collides with
+            another answer's); their input is prompt + answer[:-1], teacher-forced.
+        prompts, answers: task metrics: the prompt texts and bare answers, for records and checks.
     """
 
     tokens: torch.Tensor
@@ -68,6 +72,15 @@ class Inputs:
     answer_ids: list[Any] = field(default_factory=list)
     probe: Any = None
     other_ids: list[Any] = field(default_factory=list)
+    answer_tokens: list[list[int]] = field(default_factory=list)
+    full: list[bool] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+
+    @property
+    def kept(self) -> int:
+        """Positions of logits a task row needs: its longest fully scored answer (else 1)."""
+        return max([len(t) for t, f in zip(self.answer_tokens, self.full) if f] or [1])
 
 
 def _device(loaded: Any) -> torch.device:
@@ -86,7 +99,9 @@ class Run:
         loaded: the loaded model.
         metric: a :class:`~icltest.schema.spec.MetricSpec` (or anything with the same attributes).
         probe_spec: the token probe for probe metrics (ignored by task metrics).
-        reference_seed: seed of the reference inputs for mean / resample (default seed + 1).
+        reference_seed: seed of the reference inputs for mean / resample (default seed + 1). Task
+            references also use the other split of the items; natural-text references use the
+            corpus documents the judged batch does not.
         stack: variants per forward pass (1 = one by one); None picks the most that fit
             :data:`LOGIT_BUDGET`.
     """
@@ -95,6 +110,7 @@ class Run:
                  reference_seed: int | None = None, stack: int | None = None) -> None:
         self.session, self.loaded, self.metric, self.probe_spec = session, loaded, metric, probe_spec
         self.info = METRICS[metric.name]
+        self.split = (getattr(metric, "split", None) or "test") if self.is_task else None
         self.inputs = self._build(seed=None)
         base_seed = int(self.inputs.params.get("seed", 0) or 0)
         self.reference_seed = base_seed + 1 if reference_seed is None else int(reference_seed)
@@ -123,23 +139,48 @@ class Run:
         probe = make_probe(spec, self.session.vocab(self.loaded), self.loaded.tokenizer)
         return Inputs(probe.tokens, probe.valid, None, probe.label, dict(probe.params), probe=probe)
 
-    def _task_inputs(self, seed: int | None) -> Inputs:
+    def _task_inputs(self, seed: int | None, split: str | None = None) -> Inputs:
         from icltest.probes.books import BOOK_KINDS, build_book_prompts, remembered_answers
-        from icltest.probes.tasks import build_icl_prompts, pad_left
+        from icltest.probes.splits import other_split
+        from icltest.probes.tasks import build_icl_prompts, pad_left, task_label
 
         m = self.metric
-        kwargs = dict(n=m.n or 48, seed=m.seed or 0 if seed is None else seed,
-                      chat_template=m.chat_template or "no", shots=m.shots or 0)
+        split = split or self.split
+        kwargs = dict(n=m.n or 48, seed=(m.seed or 0) if seed is None else seed,
+                      chat_template=m.chat_template or "no", shots=m.shots or 0, split=split,
+                      shuffled_labels=bool(m.shuffled_labels), full_answers=m.name != "logit_diff")
         tok = self.loaded.tokenizer
         build = build_book_prompts if m.task in BOOK_KINDS else build_icl_prompts
         batch = build(m.task, tok, **kwargs)
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-        ids, mask = pad_left(batch.input_ids, pad)
-        params = dict(batch.params)
-        label = (f"task {params['task']}(shots={params['shots']}, n={params['n']}, seed={params['seed']}, "
-                 f"{params['template']})")
+        # A fully scored row reads its answer teacher-forced: prompt + every answer token but the last.
+        rows = [ids + tokens[:-1] if full else ids
+                for ids, tokens, full in zip(batch.input_ids, batch.answer_tokens, batch.full)]
+        ids, mask = pad_left(rows, pad)
+        params = dict(batch.params, reference_split=other_split(split))
         other = remembered_answers(batch, tok) if m.name == "logit_diff" else []
-        return Inputs(ids, mask.bool(), mask, label, params, answer_ids=list(batch.answer_ids), other_ids=other)
+        return Inputs(ids, mask.bool(), mask, task_label(params), params, answer_ids=list(batch.answer_ids),
+                      other_ids=other, answer_tokens=batch.answer_tokens, full=batch.full,
+                      prompts=batch.prompts, answers=batch.answers)
+
+    def _reference_inputs(self) -> Inputs:
+        """Inputs whose activations mean / resample ablation write, disjoint from the judged ones.
+
+        Task metrics: the other split of the items at ``reference_seed`` (without it, another
+        seed of the same split would only reorder the same items when n covers them). Natural
+        text: the corpus documents the judged batch does not hold (seeds of one corpus overlap).
+        Random tokens: the probe at ``reference_seed``.
+        """
+        from icltest.probes.splits import other_split
+
+        if self.is_task:
+            return self._task_inputs(self.reference_seed, split=other_split(self.split or "test"))
+        if self.inputs.params.get("kind") == "natural_text":
+            from icltest.probes.natural_text import natural_text_reference
+
+            probe = natural_text_reference(self.loaded.tokenizer, self.inputs.probe, seed=self.reference_seed)
+            return Inputs(probe.tokens, probe.valid, None, probe.label, dict(probe.params), probe=probe)
+        return self._build(seed=self.reference_seed)
 
     # ------------------------------------------------------------------ forward passes
 
@@ -220,13 +261,14 @@ class Run:
         late, early = icl_positions(probe, m.late, m.early)
         return M.icl_score(loss, late=late, early=early, window=m.window or 1)
 
-    def _read_task(self, last: torch.Tensor) -> float:
+    def _read_task(self, kept: torch.Tensor) -> float:
+        """The task metric from the last ``inputs.kept`` positions' logits [n, K, vocab]."""
         m, inputs = self.metric, self.inputs
-        if m.name == "answer_prob":
-            return float(M.answer_prob(last, inputs.answer_ids).mean())
         if m.name == "logit_diff":
-            return float(M.logit_diff(last, inputs.answer_ids, inputs.other_ids).mean())
-        return M.first_token_accuracy(last, inputs.answer_ids)
+            return float(M.logit_diff(kept[:, -1], inputs.answer_ids, inputs.other_ids).mean())
+        if m.name == "answer_prob":
+            return float(M.answer_probability(kept, inputs.answer_tokens, inputs.full).mean())
+        return float(M.answer_matches(kept, inputs.answer_tokens, inputs.full).float().mean())
 
     def _evaluate(self, variants: Sequence[Ablation | None]) -> list[float]:
         inputs = self.inputs
@@ -238,15 +280,16 @@ class Run:
                 group = variants[start:start + size]
                 out += [self._read_probe(lg, index) for lg in self._stacked(group, inputs.tokens, index)]
             return out
-        size = self._group(len(variants), min(CHUNK, inputs.tokens.shape[0]), 1)
+        kept = inputs.kept
+        size = self._group(len(variants), min(CHUNK, inputs.tokens.shape[0]), kept)
         values = []
         for start in range(0, len(variants), size):
             group = variants[start:start + size]
             lasts: list[list[torch.Tensor]] = [[] for _ in group]
             for c in range(0, inputs.tokens.shape[0], CHUNK):
                 ids, mask = inputs.tokens[c:c + CHUNK], inputs.mask[c:c + CHUNK]  # type: ignore[index]
-                for slot, logits in zip(lasts, self._stacked(group, ids, 1, mask)):
-                    slot.append(logits[:, -1])
+                for slot, logits in zip(lasts, self._stacked(group, ids, kept, mask)):
+                    slot.append(logits[:, -kept:])
             values += [self._read_task(torch.cat(parts)) for parts in lasts]
         return values
 
@@ -272,7 +315,7 @@ class Run:
         from icltest.interventions.reference import HeadReference, LayerReference
 
         if what not in self._references:
-            ref = self._build(seed=self.reference_seed)
+            ref = self._reference_inputs()
             model, adapter = self.loaded.model, self.loaded.adapter
             parts = []
             chunk = CHUNK if ref.mask is not None else ref.tokens.shape[0]
@@ -300,8 +343,11 @@ class Run:
                              "use method: mean (or zero) with task metrics")
 
     def describe(self) -> dict[str, Any]:
-        return {"metric": self.metric.name, "inputs": self.inputs.label, "params": self.inputs.params,
-                "reference_seed": self.reference_seed}
+        out = {"metric": self.metric.name, "inputs": self.inputs.label, "params": self.inputs.params,
+               "reference_seed": self.reference_seed}
+        if self.is_task:
+            out["reference_split"] = self.inputs.params["reference_split"]
+        return out
 
 
 class _CaptureModel:

@@ -46,6 +46,10 @@ class _MetricFields(_Strict):
     n: int | None = Field(None, ge=1, le=4096, description="number of prompts (default 48)")
     seed: int | None = Field(None, ge=0, description="prompt sampling seed (default 0)")
     chat_template: ChatTemplate | None = Field(None, description="wrap prompts in the model's chat template (default no)")
+    split: Literal["select", "test"] | None = Field(
+        None, description="task items: test (judging, default) or select (choosing heads); references use the other")
+    shuffled_labels: bool | None = Field(
+        None, description="demonstrations' outputs permuted among themselves, none kept (needs shots >= 2)")
     late: int | None = Field(None, ge=1, description="icl_score: token position with more context")
     early: int | None = Field(None, ge=1, description="icl_score: token position with less context")
     window: int | None = Field(None, ge=1, description="icl_score: average the loss over this many positions ending at late/early")
@@ -65,6 +69,8 @@ class MetricSpec(_MetricFields):
             raise ValueError("; ".join(wrong))
         if self.late is not None and self.early is not None and self.early >= self.late:
             raise ValueError(f"early ({self.early}) must be before late ({self.late})")
+        if self.shuffled_labels and (self.shots or 0) < 2:
+            raise ValueError(f"shuffled_labels needs shots >= 2 (demonstrations to permute), got shots: {self.shots or 0}")
         return self
 
     def merged(self, other: "_MetricFields", name: str | None = None) -> "MetricSpec":
@@ -194,13 +200,6 @@ AlsoList = Annotated[list[AlsoSpec], BeforeValidator(as_list)]
 
 class GainExpect(_Strict):
     gain: Expectation = Field(description="value at `shots` minus value at the baseline's shots")
-
-
-class BaselineSpec(_Strict):
-    """task_accuracy: the same queries at another shot count, and the gain expected over it."""
-
-    shots: int = Field(0, ge=0, le=64)
-    expect: GainExpect
 
 
 # ----------------------------------------------------------------------------- properties

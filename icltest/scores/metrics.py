@@ -198,3 +198,51 @@ def logit_diff(logits_last: torch.Tensor, a_ids: Sequence[Any], b_ids: Sequence[
     b = _first_ids(b_ids, n, "b_ids").to(logits_last.device)
     logits = logits_last.float()
     return (logits.gather(1, a[:, None]) - logits.gather(1, b[:, None])).squeeze(1)
+
+
+def _answer_steps(logits: torch.Tensor, answers: Sequence[Sequence[int]], full: Sequence[bool]) -> list[tuple[torch.Tensor, list[int]]]:
+    """Per row: (the logits that predict the scored answer tokens [L, vocab], those tokens)."""
+    if logits.dim() != 3:
+        raise ValueError(f"logits must be [n, kept positions, vocab], got shape {tuple(logits.shape)}")
+    n, kept = logits.shape[0], logits.shape[1]
+    if len(answers) != n or len(full) != n:
+        raise ValueError(f"got {len(answers)} answers and {len(full)} full flags for {n} rows of logits")
+    out = []
+    for row, (answer, whole) in enumerate(zip(answers, full)):
+        tokens = [int(t) for t in answer]
+        if not tokens:
+            raise ValueError("an answer tokenized to no tokens")
+        tokens = tokens if whole else tokens[:1]
+        if len(tokens) > kept:
+            raise ValueError(f"answer of {len(tokens)} tokens but only {kept} positions of logits were kept")
+        out.append((logits[row, kept - len(tokens):].float(), tokens))
+    return out
+
+
+def answer_matches(logits: torch.Tensor, answers: Sequence[Sequence[int]], full: Sequence[bool]) -> torch.Tensor:
+    """[n] bool: the answer is the greedy continuation, on all its tokens where ``full`` is set.
+
+    Teacher-forced: for a ``full`` row the input was prompt + answer[:-1], so its last len(answer)
+    positions predict the answer's tokens one by one, and every one must be the argmax. Other rows
+    are read at the last position on the first answer token, as first-token accuracy. Scoring in
+    full is what tells " Doha" from " Dakar" when both start with the same token.
+
+    Args:
+        logits: [n, K, vocab], the last K positions of each (left-padded) row, K >= the longest
+            scored answer.
+        answers: each row's answer token ids as they follow the prompt.
+        full: per row, score every answer token (True) or the first only (False).
+    """
+    rows = [bool(torch.equal(steps.argmax(-1).cpu(), torch.tensor(tokens))) for steps, tokens in
+            _answer_steps(logits, answers, full)]
+    return torch.tensor(rows, dtype=torch.bool)
+
+
+def answer_probability(logits: torch.Tensor, answers: Sequence[Sequence[int]], full: Sequence[bool]) -> torch.Tensor:
+    """[n] probability of the answer: the product of its teacher-forced token probabilities where
+    ``full`` is set, else the first token's probability (arguments as :func:`answer_matches`)."""
+    out = []
+    for steps, tokens in _answer_steps(logits, answers, full):
+        logp = torch.log_softmax(steps, dim=-1)
+        out.append(float(logp[torch.arange(len(tokens)), torch.tensor(tokens)].sum().exp()))
+    return torch.tensor(out, dtype=torch.float32)

@@ -229,7 +229,9 @@ def test_icl_prompts_are_seeded(tok):
     assert a.query_indices == b.query_indices and a.demo_indices == b.demo_indices
     assert a.prompts != c.prompts
     assert a.params == {"task": "antonym", "shots": 3, "n": 12, "seed": 11, "template": "plain",
-                        "answer_id_fallbacks": 0}
+                        "split": "test", "items": 32, "items_total": 67, "shuffled_labels": False,
+                        "bos": VOCAB["<bos>"], "answer_id_fallbacks": 0, "colliding_answers": 0,
+                        "full_answer_items": 0}
 
 
 @pytest.mark.parametrize("shots", [0, 1, 4])
@@ -272,7 +274,7 @@ def test_icl_answer_id_fallback_when_boundary_merges(tok):
     # tokenized alone.
     pairs = (Pair("hot", "cold"), Pair("big", "small"), Pair("fast", "slow"))
     task = Task(name="merge", description="", pairs=pairs, prompt=PromptFormat(separator=" to", answer_prefix=""))
-    batch = build_icl_prompts(task, tok, shots=1, n=3, seed=0)
+    batch = build_icl_prompts(task, tok, shots=1, n=3, seed=0, split="all")
     assert batch.params["answer_id_fallbacks"] == 3
     assert batch.continuations == batch.answers
     assert batch.answer_ids == [VOCAB[a] for a in batch.answers]
@@ -281,22 +283,24 @@ def test_icl_answer_id_fallback_when_boundary_merges(tok):
 
 def test_icl_queries_cycle_through_all_pairs(tok):
     task = load_task("antonym")
-    batch = build_icl_prompts(task, tok, shots=1, n=len(task.pairs) + 5, seed=4)
+    batch = build_icl_prompts(task, tok, shots=1, n=len(task.pairs) + 5, seed=4, split="all")
     assert sorted(batch.query_indices[: len(task.pairs)]) == list(range(len(task.pairs)))
+    batch = build_icl_prompts(task, tok, shots=1, n=40, seed=4)  # the test split: 32 items
+    assert sorted(batch.query_indices[:32]) == sorted(set(batch.query_indices))
 
 
 def test_icl_shots_bounds(tok):
     pairs = (Pair("hot", "cold"), Pair("big", "small"), Pair("fast", "slow"))
     task = Task(name="tiny", description="", pairs=pairs)
-    batch = build_icl_prompts(task, tok, shots=2, n=3, seed=0)  # every other pair is shown
+    batch = build_icl_prompts(task, tok, shots=2, n=3, seed=0, split="all")  # every other pair is shown
     for prompt, q in zip(batch.prompts, batch.query_indices):
         others = {f"{p.input} -> {p.output}" for i, p in enumerate(pairs) if i != q}
         assert set(prompt.split("\n")[:-1]) == others
     for bad in (3, -1, 1.5):
         with pytest.raises(InputError, match=r"shots must be an int in \[0, 2\]"):
-            build_icl_prompts(task, tok, shots=bad, n=2, seed=0)
+            build_icl_prompts(task, tok, shots=bad, n=2, seed=0, split="all")
     with pytest.raises(ValueError, match="n must be >= 1"):
-        build_icl_prompts(task, tok, shots=1, n=0, seed=0)
+        build_icl_prompts(task, tok, shots=1, n=0, seed=0, split="all")
 
 
 def test_icl_chat_template(tok, chat_tok):
@@ -377,7 +381,7 @@ def test_open_book_prompt_holds_context_with_answer(tok):
 def test_closed_book_prompt_has_no_context(tok):
     items = load_book("closed_book")
     assert all(item.context == "" for item in items)
-    batch = build_book_prompts("closed_book", tok, n=len(items), seed=2)
+    batch = build_book_prompts("closed_book", tok, n=len(items), seed=2, split="all")
     assert sorted(batch.query_indices) == list(range(len(items)))
     for prompt, q, answer, answer_id in zip(batch.prompts, batch.query_indices, batch.answers, batch.answer_ids):
         assert prompt == f"Question: {items[q].question}\nAnswer:"
@@ -399,7 +403,7 @@ def test_book_demonstrations_never_contain_the_query_answer(tok, kind):
     # Many shots over every item several times, so items whose answer another item mentions
     # (closed book: "Eiffel Tower -> France" vs "capital of France? -> Paris") are surely exercised.
     items = load_book(kind)
-    batch = build_book_prompts(kind, tok, n=4 * len(items), seed=5, shots=10)
+    batch = build_book_prompts(kind, tok, n=4 * len(items), seed=5, shots=10, split="all")
     for prompt, q, demos, answer in zip(batch.prompts, batch.query_indices, batch.demo_indices, batch.answers):
         blocks = prompt.split("\n\n")
         assert len(blocks) == 11
