@@ -50,7 +50,9 @@ def looks_like_spec(path: Path, named: bool) -> bool:
     """Whether the head of the file declares a spec (``named``: it was given on the command line)."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(HEAD_BYTES).decode("utf-8", errors="replace")
+            raw = handle.read(HEAD_BYTES)
+        encoding = "utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+        head = raw.decode(encoding, errors="replace")  # a BOM must not hide a first-line key
     except OSError:
         return False
     return bool((_ANYWHERE if named else _TOP_LEVEL).search(head))

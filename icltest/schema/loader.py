@@ -139,9 +139,11 @@ def _problem(error: dict[str, Any], data: Any, source: SourceMap, spec: type[Bas
         return SpecProblem(source.where(path + ("kind",)), dotted(path + ("kind",)),
                            f"unknown claim kind {given!r}{_did_you_mean(given, claims)}; expected one of: {known}")
     if kind == "literal_error":
-        options = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        expected = str(error.get("ctx", {}).get("expected", ""))
+        options = re.findall(r"'([^']*)'", expected)
         given = error.get("input")
-        message = f"got {given!r}{_did_you_mean(given, options) if isinstance(given, str) else ''}; expected one of: {', '.join(options)}"
+        hint = _did_you_mean(given, options) if isinstance(given, str) and options else ""
+        message = f"got {given!r}{hint}; expected one of: {', '.join(options) or expected}"  # Literal[1]: unquoted
     elif kind in ("value_error", "assertion_error"):
         message = re.sub(r"^(Value|Assertion) error, ", "", message)
     elif "input" in error and not isinstance(error["input"], (dict, list)):
@@ -205,6 +207,20 @@ def _duplicate_heads(value: Any, path: tuple[Any, ...], source: SourceMap) -> li
     return out
 
 
+def _decode(raw: bytes, display: str) -> str:
+    """The file as text; spec files are UTF-8, and a byte that is not is located to its line."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SpecError.single(f"{display}:1:1", "", "spec files are UTF-8; this one starts with a UTF-16 "
+                               "byte-order mark: save it as UTF-8")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = len(raw[raw.rfind(b"\n", 0, exc.start) + 1:exc.start].decode("utf-8", errors="replace")) + 1
+        raise SpecError.single(f"{display}:{line}:{col}", "", f"spec files are UTF-8, but byte "
+                               f"0x{raw[exc.start]:02x} here is not ({exc.reason}); save the file as UTF-8") from None
+
+
 def load_spec(path: str | Path) -> LoadedSpec:
     """Read, parse and validate one spec file.
 
@@ -217,9 +233,10 @@ def load_spec(path: str | Path) -> LoadedSpec:
     path = Path(path)
     display = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise SpecError.single(f"{display}:1:1", "", f"cannot read spec file: {exc}") from None
+    text = _decode(raw, display)
     data, source = load_yaml(text, display)
     spec = validate(data, source)
     if spec.model is not None and spec.model.path and not Path(spec.model.path).expanduser().is_absolute():

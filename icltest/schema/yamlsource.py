@@ -98,8 +98,8 @@ def _measure(root: yaml.Node, smap: SourceMap) -> None:
                       "inside its own anchor), so it would expand forever")
         if key in sizes:
             return sizes[key]
-        if depth > MAX_DEPTH:
-            raise _at(smap, node, path, f"the document is nested more than {MAX_DEPTH} levels deep; specs need "
+        if depth > MAX_DEPTH:  # the key: only where the nesting starts (a 64-deep path is no help)
+            raise _at(smap, node, path[:2], f"the document is nested more than {MAX_DEPTH} levels deep; specs need "
                       "only a few levels")
         total = 1
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
@@ -148,8 +148,10 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, smap: SourceMa
         for key_node, value_node in node.value:
             key = _scalar(loader, key_node, path, smap) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, (str, int)) or isinstance(key, bool):
+                given = (repr(key_node.value) if isinstance(key_node, yaml.ScalarNode)
+                         else "a mapping" if isinstance(key_node, yaml.MappingNode) else "a list")
                 problems.append(SpecProblem(f"{smap.display}:{_mark(key_node).line}:{_mark(key_node).col}",
-                                            _dotted(path), f"keys must be plain strings, got {key_node.value!r}"))
+                                            _dotted(path), f"keys must be plain strings, got {given}"))
                 continue
             if key in out:
                 first = smap.keys[path + (key,)]

@@ -91,3 +91,12 @@ def test_control_characters_are_a_located_error(tmp_path: Path) -> None:
     text = "schema_version: 1\nclaims:\n  - id: a\x00b\n"
     (problem,) = _error(tmp_path, text).problems
     assert problem.where == f"{tmp_path / 's.yaml'}:3:10" and "#x0000" in problem.message
+
+
+def test_non_utf8_bytes_are_located_to_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"schema_version: 1\nclaims:\n  - id: caf\xe9\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    (problem,) = info.value.problems
+    assert problem.where == f"{path}:3:12" and "byte 0xe9" in problem.message and "UTF-8" in problem.message
