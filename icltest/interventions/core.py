@@ -24,9 +24,11 @@ add        ``x + scale * value`` with ``value`` [*rest] or [seq, *rest]
 replace    ``value`` broadcast ([*rest], [seq, *rest] or [rows, seq, *rest])
 =========  ====================================================================================
 
-On post-norm models (Gemma 2/3) an edit at ``z`` / ``result`` is by default ``post_norm="frozen"``:
-the attention post-norm keeps the scale it would apply to the unedited output, so the edit removes
-exactly the heads' share of what reaches the residual stream. ``"live"`` lets the norm rescale.
+On post-norm models (Gemma 2/3) an *ablation* (zero / mean / resample) at ``z`` / ``result`` is by
+default ``post_norm="frozen"``: the attention post-norm keeps the scale it would apply to the
+unedited output, so the edit removes exactly the heads' share of what reaches the residual stream.
+``patch`` / ``add`` / ``replace`` default to ``"live"``: patching another run's activations must
+reproduce that run's ``attn_out``, which needs the norm computed on the patched output.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from icltest.models.hookpoints import HEAD_POINTS, READ_ONLY, Handler, HookPoint
 
 OPS: tuple[str, ...] = ("zero", "mean", "resample", "patch", "add", "replace")
 POST_NORM_MODES: tuple[str, ...] = ("frozen", "live")
+ABLATION_OPS: tuple[str, ...] = ("zero", "mean", "resample")
 
 
 @dataclass(eq=False)
@@ -55,7 +58,8 @@ class Intervention:
         scale: multiplies ``value`` for ``add``.
         positions: sequence positions edited (None: all).
         rows: ``(start, stop)`` batch rows edited (None: all) - one variant of a stacked batch.
-        post_norm: "frozen" or "live" (only matters for ``z`` / ``result`` on post-norm models).
+        post_norm: "frozen" or "live" (only matters for ``z`` / ``result`` on post-norm models);
+            None picks "frozen" for ablations (zero / mean / resample) and "live" otherwise.
         note: how ``value`` was made, for records (e.g. "mean over 1600 positions, seed 1").
     """
 
@@ -66,7 +70,7 @@ class Intervention:
     scale: float = 1.0
     positions: tuple[int, ...] | None = None
     rows: tuple[int, int] | None = None
-    post_norm: str = "frozen"
+    post_norm: str | None = None
     note: str = ""
 
     def __post_init__(self) -> None:
@@ -78,8 +82,14 @@ class Intervention:
             raise InterventionError(f"heads only apply to per-head points ({', '.join(HEAD_POINTS)}), not {self.point}")
         if (self.value is None) != (self.op == "zero"):
             raise InterventionError(f"op {self.op!r} {'takes no' if self.op == 'zero' else 'needs a'} value")
+        if self.post_norm is None:
+            self.post_norm = "frozen" if self.op in ABLATION_OPS else "live"
         if self.post_norm not in POST_NORM_MODES:
             raise InterventionError(f"post_norm must be one of {list(POST_NORM_MODES)}, got {self.post_norm!r}")
+        if self.heads and (len(set(self.heads)) != len(self.heads) or min(self.heads) < 0):
+            raise InterventionError(f"{self.point}: heads {list(self.heads)} must be distinct and >= 0")
+        if self.positions is not None and not self.positions:
+            raise InterventionError(f"{self.point}: positions is empty; give None for every position")
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able record of what was done (tensors by shape only)."""
@@ -92,6 +102,8 @@ class Intervention:
             out["scale"] = self.scale
         if self.positions is not None:
             out["positions"] = list(self.positions)
+        if self.rows is not None:
+            out["rows"] = list(self.rows)
         if self.point.name in ("z", "result"):
             out["post_norm"] = self.post_norm
         if self.note:
@@ -117,9 +129,12 @@ def _index(iv: Intervention, x: torch.Tensor) -> tuple[Any, ...]:
         bad = [p for p in iv.positions if not -x.shape[1] <= p < x.shape[1]]
         if bad:
             raise InterventionError(f"{iv.point}: positions {bad} outside a sequence of {x.shape[1]}")
-        pos = torch.tensor(iv.positions, device=x.device)
+        pos = torch.tensor(iv.positions, dtype=torch.long, device=x.device)
     if iv.heads:
-        heads = torch.tensor(iv.heads, device=x.device)
+        n_heads = x.shape[-2]
+        if max(iv.heads) >= n_heads:
+            raise InterventionError(f"{iv.point}: heads {list(iv.heads)} out of range: the model has heads 0..{n_heads - 1}")
+        heads = torch.tensor(iv.heads, dtype=torch.long, device=x.device)
         if isinstance(pos, torch.Tensor):
             pos = pos[:, None]
             heads = heads[None, :]

@@ -125,7 +125,8 @@ class LayerReference:
     """Outputs of whole attention or MLP blocks on a reference probe.
 
     Attributes:
-        part: "attn" (the attention module's output[0]) or "mlp".
+        part: "attn" or "mlp": the block's ``attn_out`` / ``mlp_out`` (what it adds to the residual
+            stream, after any post-norm).
         out: layer -> [batch, seq, d_model], detached.
         valid: [batch, seq] positions that count towards means.
     """

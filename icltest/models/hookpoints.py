@@ -11,7 +11,8 @@ Per layer L (``blocks.L.<name>``):
 name          tensor                                       where it is read / written
 ============  ===========================================  ==========================
 resid_pre     [batch, seq, d_model] entering layer L       layer input
-resid_mid     resid_pre + attn_out                          attention branch output
+resid_mid     resid_pre + attn_out                          attention branch output (GPT-NeoX
+                                                           parallel blocks: read-only)
 resid_post    [batch, seq, d_model] leaving layer L        layer output
 pattern       [batch, n_heads, q, k] attention probs       attention output[1] (read)
 z             [batch, seq, n_heads, head_dim]               o_proj input
@@ -150,7 +151,7 @@ class _Forward:
     resid_pre: dict[int, torch.Tensor] = field(default_factory=dict)
     clean_z: dict[int, torch.Tensor] = field(default_factory=dict)
     edited_rows: dict[int, torch.Tensor] = field(default_factory=dict)
-    result_delta: dict[int, torch.Tensor] = field(default_factory=dict)
+    result_delta: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
 
 @contextmanager
@@ -173,8 +174,10 @@ def hooked(
             ``z`` or ``result`` handler changed something, the scale it would apply to the
             *unedited* o_proj output of the same forward pass. With it, removing heads removes
             exactly their share of ``attn_out`` (all heads removed: ``attn_out`` = 0); without it
-            the norm rescales what is left (on Gemma 3, zeroing 3 of 4 heads cut the o_proj output
-            to 58% of its norm while the residual write stayed at 99%). Ignored on pre-norm models.
+            the norm scales what is left back up (Gemma 3 270M, layer 5, 3 of 4 heads zeroed:
+            ``attn_out`` keeps 0.30 of its clean per-position norm frozen, 0.54 live). Ignored on
+            pre-norm models. One freeze per norm at a time: nesting two ``hooked`` blocks that
+            both freeze a layer is an error (the inner one would take the outer's edit as clean).
 
     Raises:
         InterventionError: a point the model lacks, a write to a read-only point, a bad shape.
@@ -187,6 +190,14 @@ def hooked(
     frozen = {layer for layer in freeze_post_norm if getattr(adapter, "post_norm", False)}
     state = _Forward()
     with ExitStack() as stack:
+        for layer in sorted(frozen):
+            norm = adapter.attn_post_norm(layer)
+            if getattr(norm, "_icltest_frozen", False):
+                raise InterventionError(
+                    f"layer {layer}: its post-norm scale is already frozen by an enclosing intervention; "
+                    "apply the edits in one list instead of nesting")
+            norm._icltest_frozen = True
+            stack.callback(setattr, norm, "_icltest_frozen", False)
         def reg(module: Any, fn: Any, pre: bool) -> None:
             if pre:
                 handle = module.register_forward_pre_hook(fn, with_kwargs=True)
@@ -268,9 +279,11 @@ def _register_layer(adapter: Any, layer: int, by_point: Mapping[HookPoint, Seque
                 current = z if new is None else new
                 result = torch.einsum("...hd,mhd->...hm", current, weight.reshape(-1, H, D).to(current.dtype))
                 replaced = _chain(hs["result"], result)
-                if replaced is not None:  # applied to the o_proj output by result_out below
-                    state.result_delta[layer] = (replaced - result).sum(-2)
-                    rows |= (replaced != result).flatten(1).any(1)
+                if replaced is not None:  # the edited rows' o_proj output, rebuilt by result_out below
+                    edited = (replaced != result).flatten(2).any(-1)  # [batch, seq]
+                    bias = o_proj.bias.float() if o_proj.bias is not None else 0.0
+                    state.result_delta[layer] = (edited, replaced[edited].float().sum(-2) + bias)
+                    rows |= edited.any(1)
             if frozen and bool(rows.any()):
                 state.clean_z[layer], state.edited_rows[layer] = x, rows
             return None if new is None else _with_first(args, kwargs, "input", new.reshape(x.shape))
@@ -279,8 +292,13 @@ def _register_layer(adapter: Any, layer: int, by_point: Mapping[HookPoint, Seque
 
         if hs["result"]:
             def result_out(_m: Any, _args: Any, output: Any) -> Any:
-                delta = state.result_delta.pop(layer, None)
-                return None if delta is None else _with_main(output, _main(output) + delta.to(_main(output).dtype))
+                edit = state.result_delta.pop(layer, None)
+                if edit is None:
+                    return None
+                where, rebuilt = edit  # edited positions: sum of per-head results + bias in fp32 (zeros stay 0)
+                out = _main(output).clone()
+                out[where] = rebuilt.to(out.dtype)
+                return _with_main(output, out)
 
             reg(o_proj, result_out, pre=False)
 
@@ -310,6 +328,10 @@ def _register_layer(adapter: Any, layer: int, by_point: Mapping[HookPoint, Seque
                 pre = state.resid_pre.pop(layer)
                 mid = pre + out
                 replaced = _chain(hs["resid_mid"], mid)
+                if replaced is not None and getattr(adapter, "parallel_residual", False):
+                    raise InterventionError(
+                        f"blocks.{layer}.resid_mid: this model's block is parallel (the MLP reads resid_pre), so a "
+                        "write to resid_mid would not reach the MLP; edit attn_out or resid_pre instead")
                 if replaced is not None:
                     out, new = replaced - pre, replaced - pre
             return None if new is None else _with_main(output, new)

@@ -298,8 +298,11 @@ class Run:
         todo = list(dict.fromkeys(v for v in variants if v not in self._values))
         if todo:
             start = time.perf_counter()
-            for variant, value in zip(todo, self._evaluate(todo)):
-                self._values[variant] = value
+            # frozen and live head ablations cannot share a forward pass (one norm scale per layer)
+            for mode in dict.fromkeys(getattr(v, "post_norm", None) for v in todo):
+                group = [v for v in todo if getattr(v, "post_norm", None) == mode]
+                for variant, value in zip(group, self._evaluate(group)):
+                    self._values[variant] = value
             self.seconds += time.perf_counter() - start
         return [self._values[v] for v in variants]
 

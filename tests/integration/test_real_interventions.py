@@ -25,7 +25,7 @@ def test_hook_point_identities_on_real_weights(real_model, alias) -> None:
 
 @pytest.mark.slow
 def test_gemma_post_norm_head_ablation(real_model) -> None:
-    """All heads of a layer zeroed: attn_out is exactly 0 (frozen and live alike). 3 of 4 heads zeroed:
+    """All heads of a layer zeroed (frozen): attn_out is exactly 0. 3 of 4 heads zeroed:
     frozen keeps the one head's share (clean norm scale), live rescales it back up."""
     loaded = real_model("gemma3-270m")
     adapter, model = loaded.adapter, loaded.model

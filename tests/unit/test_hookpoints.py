@@ -210,3 +210,50 @@ def test_freeze_leaves_unedited_rows_bit_identical() -> None:
         out = model(input_ids=TOKENS).logits
     assert torch.equal(out[1:], clean[1:])
     assert not torch.equal(out[0], clean[0])
+
+
+def test_patching_z_on_a_post_norm_model_reproduces_the_source_attn_out() -> None:
+    """Patch (not an ablation) defaults to a live norm: the patched run's attn_out is the source's."""
+    from icltest.interventions import Intervention, apply
+
+    model = build("gemma3_text")
+    adapter = Adapter.for_model(model)
+    source = torch.randint(0, 50, TOKENS.shape, generator=torch.Generator().manual_seed(9))
+    src = {}
+    with torch.no_grad(), hooked(adapter, {point("z", 1): [keep(src, "z")], point("attn_out", 1): [keep(src, "a")]}):
+        model(input_ids=source)
+    got = {}
+    with torch.no_grad(), apply(adapter, [Intervention(point("z", 1), "patch", value=src["z"])]), \
+            hooked(adapter, {point("attn_out", 1): [keep(got, "a")]}):
+        model(input_ids=TOKENS)
+    torch.testing.assert_close(got["a"], src["a"], atol=1e-6, rtol=1e-6)
+
+
+def test_nested_freezes_of_one_norm_are_refused() -> None:
+    from icltest.interventions import Intervention, apply
+
+    adapter = Adapter.for_model(build("gemma3_text"))
+    with apply(adapter, [Intervention(point("z", 1), "zero", heads=(0,))]):
+        with pytest.raises(InterventionError, match="already frozen"):
+            with apply(adapter, [Intervention(point("z", 1), "zero", heads=(1,))]):
+                pass
+    with apply(adapter, [Intervention(point("z", 1), "zero", heads=(1,))]):  # the mark is cleared on exit
+        pass
+
+
+def test_resid_mid_write_on_a_parallel_block_is_refused() -> None:
+    adapter = Adapter.for_model(build("gpt_neox"))
+    assert adapter.parallel_residual
+    with pytest.raises(InterventionError, match="parallel"):
+        with torch.no_grad(), hooked(adapter, {point("resid_mid", 1): [lambda x: torch.zeros_like(x)]}):
+            adapter.model(input_ids=TOKENS)
+
+
+def test_zeroing_every_head_at_result_is_exact_in_bfloat16() -> None:
+    model = build("llama").to(torch.bfloat16)
+    adapter = Adapter.for_model(model)
+    got = {}
+    with torch.no_grad(), hooked(adapter, {point("result", 1): [lambda x: torch.zeros_like(x)],
+                                           point("attn_out", 1): [keep(got, "a")]}):
+        model(input_ids=TOKENS)
+    assert torch.count_nonzero(got["a"]) == 0  # the Llama o_proj has no bias

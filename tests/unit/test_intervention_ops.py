@@ -116,3 +116,14 @@ def test_list_of_interventions_in_one_forward_and_weight_edit_restored_exactly(a
         with apply(adapter, [Intervention(point("z", 1), "zero", heads=(0,)),
                              Intervention(point("z", 1), "zero", heads=(1,), post_norm="live")]):
             pass
+
+
+def test_head_and_position_validation(adapter):
+    with pytest.raises(InterventionError, match="distinct and >= 0"):
+        Intervention(point("z", 0), "zero", heads=(-1,))
+    with pytest.raises(InterventionError, match="positions is empty"):
+        Intervention(point("z", 0), "zero", heads=(0,), positions=())
+    with pytest.raises(InterventionError, match="out of range"):
+        seen_after(adapter, Intervention(point("z", 0), "zero", heads=(7,)))
+    assert Intervention(point("z", 0), "zero").post_norm == "frozen"
+    assert Intervention(point("z", 0), "patch", value=torch.zeros(4, 8)).post_norm == "live"
