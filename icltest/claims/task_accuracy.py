@@ -41,7 +41,8 @@ class TaskAccuracyClaim(ClaimBase):
     shots: int = Field(0, ge=0, le=64)
     n: int = Field(48, ge=1, le=4096)
     seed: int = Field(0, ge=0)
-    split: Literal["select", "test"] = Field("test", description="items to judge on (select: the ones heads are chosen on)")
+    split: Literal["select", "test"] = Field(
+        "test", description="items to judge on (select: the ones heads are chosen on)")
     chat_template: ChatTemplate = "no"
     metric: Literal["accuracy", "answer_prob"] = "accuracy"
     expect: Expectation

@@ -56,7 +56,8 @@ def _with_bos(tokens: torch.Tensor, use_bos: bool, bos_id: int | None) -> tuple[
     valid = torch.ones_like(tokens, dtype=torch.bool)
     if use_bos:
         rows = tokens.shape[0]
-        tokens = torch.cat([torch.full((rows, 1), int(bos_id), dtype=torch.long), tokens], dim=1)  # type: ignore[arg-type]
+        first = torch.full((rows, 1), int(bos_id), dtype=torch.long)  # type: ignore[arg-type]
+        tokens = torch.cat([first, tokens], dim=1)
         valid = torch.cat([torch.zeros((rows, 1), dtype=torch.bool), valid], dim=1)
     return tokens, valid
 

@@ -200,7 +200,9 @@ def logit_diff(logits_last: torch.Tensor, a_ids: Sequence[Any], b_ids: Sequence[
     return (logits.gather(1, a[:, None]) - logits.gather(1, b[:, None])).squeeze(1)
 
 
-def _answer_steps(logits: torch.Tensor, answers: Sequence[Sequence[int]], full: Sequence[bool]) -> list[tuple[torch.Tensor, list[int]]]:
+def _answer_steps(
+    logits: torch.Tensor, answers: Sequence[Sequence[int]], full: Sequence[bool]
+) -> list[tuple[torch.Tensor, list[int]]]:
     """Per row: (the logits that predict the scored answer tokens [L, vocab], those tokens)."""
     if logits.dim() != 3:
         raise ValueError(f"logits must be [n, kept positions, vocab], got shape {tuple(logits.shape)}")

@@ -12,11 +12,13 @@ import pytest
 import torch
 
 from icltest.probes.books import build_book_prompts
-from icltest.probes.tasks import build_icl_prompts, colliding_answers, load_task
+from icltest.probes.tasks import build_icl_prompts, load_task
 
 
 @pytest.mark.slow
 def test_first_token_collisions_on_smollm2(real_model) -> None:
+    from icltest.probes.tasks import colliding_answers
+
     tok = real_model("smollm2-135m").tokenizer
     capitals = colliding_answers(tok, [p.output for p in load_task("country_capital").pairs])
     assert capitals == frozenset({"Dakar", "Doha"})

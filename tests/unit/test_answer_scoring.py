@@ -14,7 +14,7 @@ import yaml
 
 from icltest.errors import InputError
 from icltest.probes.books import build_book_prompts, load_book
-from icltest.probes.tasks import Pair, Task, build_icl_prompts, colliding_answers, encode_prompts, load_task
+from icltest.probes.tasks import Pair, Task, build_icl_prompts, encode_prompts, load_task
 from test_tasks import VOCAB, _make_tokenizer
 
 
@@ -62,6 +62,8 @@ def test_full_answer_probability_is_the_product_of_teacher_forced_token_probabil
 # ------------------------------------------------------------------ collisions -> full answers
 
 def test_answers_sharing_a_first_token_are_scored_in_full(tok):
+    from icltest.probes.tasks import colliding_answers
+
     pairs = (Pair("up", "hot cold"), Pair("down", "hot day"), Pair("left", "big"), Pair("right", "small"))
     assert colliding_answers(tok, [p.output for p in pairs]) == frozenset({"hot cold", "hot day"})
     task = Task(name="collide", description="", pairs=pairs)
@@ -74,6 +76,8 @@ def test_answers_sharing_a_first_token_are_scored_in_full(tok):
 
 
 def test_no_collision_in_the_word_level_data(tok):
+    from icltest.probes.tasks import colliding_answers
+
     for name in ("antonym", "country_capital"):
         task = load_task(name)
         assert colliding_answers(tok, [p.output for p in task.pairs]) == frozenset()
@@ -185,7 +189,8 @@ def test_run_scores_colliding_answers_in_full(loaded, tmp_path):
         run = Run(Session(), loaded, MetricSpec(name=name, task=str(path), shots=2, n=24, seed=0, split="select"))
         assert run.inputs.params["full_answer_items"] == sum(run.inputs.full) > 0
         expected = []
-        for row, mask, answer, full in zip(run.inputs.tokens, run.inputs.mask, run.inputs.answer_tokens, run.inputs.full):
+        inputs = run.inputs
+        for row, mask, answer, full in zip(inputs.tokens, inputs.mask, inputs.answer_tokens, inputs.full):
             ids = row[mask.bool()]
             with torch.no_grad():
                 probs = torch.softmax(model(input_ids=ids[None]).logits[0].float(), -1)
