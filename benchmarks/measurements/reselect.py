@@ -36,7 +36,10 @@ def main() -> None:
         t = time.perf_counter()
         run = Run(s, L, MetricSpec(name="answer_prob", task=task, shots=2, n=16, seed=1, split="select"))
         clean = run.value()
-        values = run.values([Ablation(heads=(h,), method="mean") for h in heads])
+        values = []
+        for start in range(0, len(heads), 30):
+            values += run.values([Ablation(heads=(h,), method="mean") for h in heads[start:start + 30]])
+            print(f"  {task}: {len(values)} heads, {time.perf_counter() - t:.0f} s", flush=True)
         effect[task] = {h: v - clean for h, v in zip(heads, values)}
         print(f"scan {task}: {run.inputs.label}, clean {clean:.4f}, {time.perf_counter() - t:.0f} s", flush=True)
     score = {h: effect["closed_book"][h] - effect["open_book"][h] for h in heads}  # > 0: open book hurt more
