@@ -14,32 +14,7 @@ from icltest.models.adapters import ARCHITECTURES, Adapter
 from icltest.models.hookpoints import HookPoint, hooked, point
 from icltest.testing.hookcheck import check_hook_points
 
-CONFIGS = {
-    "gpt2": lambda: tf.GPT2Config(n_layer=2, n_head=4, n_embd=32, vocab_size=50, n_positions=64),
-    "llama": lambda: tf.LlamaConfig(num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2,
-                                    hidden_size=48, intermediate_size=64, vocab_size=50),
-    "mistral": lambda: tf.MistralConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                        hidden_size=32, intermediate_size=64, vocab_size=50),
-    "qwen2": lambda: tf.Qwen2Config(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
-                                    hidden_size=32, intermediate_size=64, vocab_size=50),
-    "qwen3": lambda: tf.Qwen3Config(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                    hidden_size=32, head_dim=8, intermediate_size=64, vocab_size=50),
-    "gemma": lambda: tf.GemmaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
-                                    hidden_size=32, head_dim=8, intermediate_size=64, vocab_size=50),
-    "gemma2": lambda: tf.Gemma2Config(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
-                                      hidden_size=32, head_dim=16, intermediate_size=64, vocab_size=50),
-    "gemma3_text": lambda: tf.Gemma3TextConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
-                                               hidden_size=32, head_dim=16, intermediate_size=64, vocab_size=50),
-    "gemma3": lambda: tf.Gemma3Config(  # multimodal checkpoint: Gemma3ForConditionalGeneration, tiny vision tower
-        text_config=dict(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, hidden_size=32,
-                         head_dim=16, intermediate_size=64, vocab_size=50),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=28, patch_size=14), mm_tokens_per_image=4),
-    "gpt_neox": lambda: tf.GPTNeoXConfig(num_hidden_layers=2, num_attention_heads=4, hidden_size=32,
-                                         intermediate_size=64, vocab_size=50),
-    "gpt_neox_serial": lambda: tf.GPTNeoXConfig(num_hidden_layers=2, num_attention_heads=4, hidden_size=32,
-                                                intermediate_size=64, vocab_size=50, use_parallel_residual=False),
-}
+from icltest.testing.tiny_configs import CONFIGS  # noqa: E402
 
 
 def test_every_supported_architecture_has_a_config() -> None:
