@@ -31,6 +31,7 @@ BUILTIN: dict[str, str] = {
     "icl_score": "icltest.claims.icl_score",
     "task_accuracy": "icltest.claims.task_accuracy",
     "property": "icltest.claims.property",
+    "head_attention": "icltest.claims.head_attention",
 }
 _REGISTERED: dict[str, Any] = {}
 REQUIRED = ("Schema", "targets", "measure", "judge")

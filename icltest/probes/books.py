@@ -117,6 +117,7 @@ def build_book_prompts(
     shuffled_labels: bool = False,
     bos: Any = "auto",
     full_answers: bool = True,
+    spans: bool = False,
 ) -> TaskBatch:
     """Build n seeded open-book, closed-book or counterfactual prompts from one split.
 
@@ -131,6 +132,8 @@ def build_book_prompts(
         split: "test" (judging), "select" (choosing heads) or "all".
         shuffled_labels: demonstrations' answers permuted among themselves, none kept (shots >= 2).
         bos, full_answers: as in `build_icl_prompts`.
+        spans: also fill ``batch.spans`` (:func:`book_spans`; plain prompts only, left empty with
+            a chat template).
     """
     items = load_book(kind)
     if not isinstance(shots, int) or shots < 0:
@@ -163,7 +166,32 @@ def build_book_prompts(
                            bos=bos, full_answers=collide)
     batch.query_indices = queries
     batch.demo_indices = demos
+    if spans:
+        batch.spans = book_spans(batch, tokenizer, items)
     return batch
+
+
+def book_spans(batch: TaskBatch, tokenizer: Any, items: tuple[BookItem, ...] | None = None) -> list[dict[str, list[int]]]:
+    """Token spans (question, answer, context, demonstrations, prompt_format) of each prompt.
+
+    See :mod:`icltest.probes.spans` for what each span holds. A chat-template batch has no spans
+    (the template's own text sits between the parts): the result is an empty list.
+
+    Raises:
+        InputError: the tokenizer is not a fast one, or its ids for a prompt differ from the batch's.
+    """
+    from icltest.probes.spans import book_char_ranges, token_spans
+
+    if batch.params.get("template") != "plain":
+        return []
+    items = items if items is not None else load_book(batch.params["task"])
+    bos = batch.params.get("bos")
+    out = []
+    for prompt, ids, q in zip(batch.prompts, batch.input_ids, batch.query_indices):
+        item = items[q]
+        ranges = book_char_ranges(prompt, item.question, item.answer, item.context)
+        out.append(token_spans(tokenizer, prompt, ids, ranges, bos))
+    return out
 
 
 def remembered_answers(batch: TaskBatch, tokenizer: Any) -> list[int]:

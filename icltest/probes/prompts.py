@@ -51,6 +51,9 @@ class TaskBatch:
         answer_tokens: every token of each answer as it follows its prompt.
         full: per prompt, True when its first answer token is shared with another answer of the
             task, so it must be scored on all of ``answer_tokens``.
+        spans: per prompt, span name -> token indices into that prompt's ``input_ids`` (BOS
+            included in the indexing); see :mod:`icltest.probes.spans`. Empty unless asked for
+            (``build_book_prompts(..., spans=True)``) and always empty with a chat template.
     """
 
     prompts: list[str]
@@ -63,6 +66,7 @@ class TaskBatch:
     demo_indices: list[list[int]] = field(default_factory=list)
     answer_tokens: list[list[int]] = field(default_factory=list)
     full: list[bool] = field(default_factory=list)
+    spans: list[dict[str, list[int]]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.prompts)
