@@ -74,6 +74,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print(format_table(name, run.scores[name], args.top))
         print()
     ablation = _ablation_scan(session, loaded, args, probe) if args.ablate else None
+    attribution = _attribution_scan(session, loaded, args) if args.attribute else None
     if args.json:
         from icltest.report import environment
 
@@ -88,6 +89,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         }
         if ablation is not None:
             payload["ablation"] = ablation
+        if attribution is not None:
+            payload["attribution"] = attribution
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
@@ -141,6 +144,51 @@ def _ablation_scan(session: Any, loaded: Any, args: argparse.Namespace, probe: A
         "top": [{"head": f"L{l}H{h}", "effect": round(float(effects[l, h]), 5)} for l, h, _ in top_heads(harm, args.top)],
         "seconds": round(run.seconds, 2), "stack": step,
     }
+
+
+ATTRIBUTION_TASKS = ("open_book", "closed_book", "counterfactual")
+
+
+def _attribution_scan(session: Any, loaded: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Rank every head by attribution patching on each --task (one forward + one backward pass per
+    chunk of prompts); with open_book and closed_book both given, also the in-context / parametric
+    contrast."""
+    from icltest.attribution.patching import attribute_heads
+    from icltest.attribution.roles import in_context_score
+    from icltest.runs.run import Run
+    from icltest.schema.spec import MetricSpec
+    from icltest.scores.ranking import top_heads
+
+    tasks = [t.strip() for t in (args.task or "open_book,closed_book").split(",") if t.strip()]
+    bad = [t for t in tasks if t not in ATTRIBUTION_TASKS]
+    if bad:
+        raise SystemExit(f"icltest scan --attribute: --task {bad} not supported; choose from {', '.join(ATTRIBUTION_TASKS)}")
+    out: dict[str, Any] = {"method": "attribution patching: estimated change of the metric when each head is "
+                                     "mean-ablated (reference: the other split); relevance = minus that", "tasks": {}}
+    relevance = {}
+    for task in tasks:
+        name = "logit_diff" if task == "counterfactual" else "answer_logprob"
+        run = Run(session, loaded, MetricSpec(name=name, task=task, shots=args.shots, n=args.n, seed=args.seed,
+                                              split=args.split))
+        attr = attribute_heads(run)
+        rel = -attr.mean_effect()
+        relevance[task] = rel
+        print(f"attribution on {run.inputs.label}: {attr.seconds:.1f} s for {attr.passes} forward+backward "
+              f"pass(es); clean {name} {float(attr.metric.mean()):.4f}", file=sys.stderr)
+        print(format_table(f"{task} relevance ({name}, + supports the answer)", rel, 0).rsplit("\n", 1)[0])
+        top = [{"head": f"L{l}H{h}", "relevance": round(v, 5)} for l, h, v in top_heads(rel, args.top)]
+        print(f"top {args.top}: " + ", ".join(f"{t['head']}={t['relevance']:+.4f}" for t in top) + "\n")
+        out["tasks"][task] = {"inputs": run.inputs.label, "metric": name, "seconds": round(attr.seconds, 2),
+                              "clean": round(float(attr.metric.mean()), 5),
+                              "relevance": [[round(float(v), 5) for v in row] for row in rel], "top": top}
+    if "open_book" in relevance and "closed_book" in relevance:
+        score = in_context_score(relevance["open_book"], relevance["closed_book"])
+        for role, table in (("in_context", score), ("parametric", -score)):
+            top = [{"head": f"L{l}H{h}", "score": round(v, 5)} for l, h, v in top_heads(table, args.top)]
+            print(f"top {args.top} {role}: " + ", ".join(f"{t['head']}={t['score']:+.5f}" for t in top))
+            out[role] = top
+        print()
+    return out
 
 
 def _scan_metric(args: argparse.Namespace) -> Any:
@@ -205,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--quiet", action="store_true", help="no progress output")
     scan.add_argument("--ablate", action="store_true",
                       help="also ablate each head alone and tabulate the change of --metric (progress bar)")
+    scan.add_argument("--attribute", action="store_true",
+                      help="rank every head by attribution patching on --task (comma list of open_book, closed_book, "
+                           "counterfactual; default open_book,closed_book, which adds the in-context / parametric "
+                           "contrast): one forward and one backward pass per 16 prompts")
     scan.add_argument("--metric", default="repeated_token_loss", choices=METRIC_NAMES)
     scan.add_argument("--task", help="task for accuracy/recall/answer_prob (e.g. open_book, antonym)")
     scan.add_argument("--shots", type=int, default=0, help="demonstrations per task prompt")

@@ -32,6 +32,9 @@ BUILTIN: dict[str, str] = {
     "task_accuracy": "icltest.claims.task_accuracy",
     "property": "icltest.claims.property",
     "head_attention": "icltest.claims.head_attention",
+    "logit_attribution": "icltest.claims.logit_attribution",
+    "head_attribution": "icltest.claims.head_attribution",
+    "source_tracking": "icltest.claims.source_tracking",
 }
 _REGISTERED: dict[str, Any] = {}
 REQUIRED = ("Schema", "targets", "measure", "judge")

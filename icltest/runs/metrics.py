@@ -43,6 +43,9 @@ METRICS: dict[str, MetricInfo] = {
     "accuracy": MetricInfo("task", TASK_FIELDS, "drop", "first-token exact match of the answer at the last position"),
     "recall": MetricInfo("task", TASK_FIELDS, "drop", "first-token exact match of the answer (open/closed book)"),
     "answer_prob": MetricInfo("task", TASK_FIELDS, "drop", "probability of the answer's first token"),
+    "answer_logprob": MetricInfo(
+        "task", TASK_FIELDS, "drop",
+        "log-probability of the answer (first token; every token where first tokens collide); what head attribution differentiates"),
     "logit_diff": MetricInfo(
         "task", TASK_FIELDS, "drop", "logit of the context's answer minus the remembered one, same position",
         task="counterfactual"),

@@ -268,6 +268,10 @@ class Run:
             return float(M.logit_diff(kept[:, -1], inputs.answer_ids, inputs.other_ids).mean())
         if m.name == "answer_prob":
             return float(M.answer_probability(kept, inputs.answer_tokens, inputs.full).mean())
+        if m.name == "answer_logprob":
+            from icltest.attribution.patching import answer_logprob
+
+            return float(answer_logprob(kept, inputs.answer_tokens, inputs.full).mean())
         return float(M.answer_matches(kept, inputs.answer_tokens, inputs.full).float().mean())
 
     def _evaluate(self, variants: Sequence[Ablation | None]) -> list[float]:

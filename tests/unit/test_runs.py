@@ -53,10 +53,25 @@ def test_values_are_cached_per_variant(loaded):
 
 
 def test_metric_table_drives_validation():
-    assert set(TASK_METRICS) == {"accuracy", "recall", "answer_prob", "logit_diff"}
+    assert set(TASK_METRICS) == {"accuracy", "recall", "answer_prob", "answer_logprob", "logit_diff"}
     assert METRICS["repeated_token_loss"].harm == "increase" and METRICS["recall"].harm == "drop"
     assert problems("logit_diff", {"task": "open_book"}) == [
         "metric logit_diff reads logit of the context's answer minus the remembered one, same position: "
         "it needs task: counterfactual"]
     assert problems("icl_score", {"part": "first"}) == ["metric icl_score does not use part"]
     assert problems("recall", {}) == ["metric recall needs a task (e.g. task: open_book or task: antonym)"]
+
+
+def test_answer_logprob_reads_the_answer_tokens_log_probability():
+    import torch
+
+    from icltest.attribution.patching import answer_logprob
+
+    logits = torch.zeros(2, 2, 5)
+    logits[0, -1, 3] = 2.0  # row 0: first token only
+    logits[1, 0, 1] = 1.0   # row 1 (full): tokens 1 then 4
+    logits[1, 1, 4] = 3.0
+    got = answer_logprob(logits, [[3, 9], [1, 4]], [False, True])
+    expected0 = 2.0 - torch.log(torch.exp(torch.tensor(2.0)) + 4)
+    expected1 = (1.0 - torch.log(torch.exp(torch.tensor(1.0)) + 4)) + (3.0 - torch.log(torch.exp(torch.tensor(3.0)) + 4))
+    torch.testing.assert_close(got, torch.stack([expected0, expected1]))

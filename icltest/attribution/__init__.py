@@ -1,0 +1,1 @@
+"""Attribution: direct logit attribution, the logit lens, and attribution patching of heads."""

@@ -1,0 +1,247 @@
+"""Direct logit attribution and the logit lens, read through the named hook points.
+
+Direct logit attribution (DLA) splits the logit of a target token at a read position into what
+each component wrote into the residual stream: the embedding, every head, every attention bias,
+every MLP block. The residual stream entering the final norm is exactly their sum (``resid_post =
+resid_pre + attn_out + mlp_out`` at every layer, parallel blocks included), and:
+
+- **final norm**: its scale is *frozen* at the value it takes on the full residual stream at that
+  position (as TransformerLens's ``apply_ln_to_stack`` does). RMSNorm is then linear:
+  ``c -> c * gain / rms(resid)``. LayerNorm also centres each component (``c - mean(c)``), and its
+  bias goes to a ``constant`` term with any unembedding bias. With the scale frozen the parts sum
+  to the model's own logit (checked in tests to float precision); what a part would contribute
+  through a *re-normalised* stream if it were removed is a different question (ablation).
+- **post-norm blocks** (Gemma 2/3): a head's share of ``attn_out`` is its result times the
+  post-norm's gain over the rms of the whole o_proj output, i.e. the post-norm scale is frozen the
+  same way, so the heads' and the bias's shares sum to ``attn_out``.
+- **soft-capping** (Gemma 2): the attributed logit is the one *before* the cap (the cap is not
+  linear); ranks do not change under it, probabilities from the logit lens apply it.
+
+The logit lens reads the residual stream after layer L through the final norm and unembedding,
+as if the model stopped there: the rank and probability of a token at every layer.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from icltest.errors import InterventionError
+from icltest.models.hookpoints import HookPoint, _norm_eps, hooked, o_proj_weight, rms
+
+FINAL_NORM_TREATMENT = ("final-norm scale frozen at its value on the full residual stream at each read position "
+                        "(LayerNorm: components centred, its bias in `constant`); logits before any soft-cap")
+
+
+def norm_gain(norm: Any) -> torch.Tensor:
+    """The elementwise gain of an RMS-type norm module, read off the module itself (fp32).
+
+    ``norm(ones) = gain / sqrt(1 + eps)`` for every RMSNorm variant (Llama ``w``, Gemma ``1 + w``),
+    so the gain comes from the module's own forward, whatever its parameterisation.
+    """
+    weight = next(norm.parameters(), None)
+    width = int(weight.shape[-1]) if weight is not None else None
+    if width is None:
+        raise InterventionError(f"{type(norm).__name__} has no weight: cannot read its gain")
+    ones = torch.ones(1, width, dtype=weight.dtype, device=weight.device)
+    with torch.no_grad():
+        return norm(ones).float().reshape(-1) * math.sqrt(1.0 + _norm_eps(norm))
+
+
+def _is_layer_norm(norm: Any) -> bool:
+    return isinstance(norm, torch.nn.LayerNorm)
+
+
+@dataclass
+class DirectEffects:
+    """Direct contributions to the target logit at N read positions.
+
+    Attributes:
+        heads: [N, n_layers, n_heads] each head's direct effect.
+        attn_bias: [N, n_layers] the o_proj bias's share (0 where there is none).
+        mlp: [N, n_layers] each MLP block's direct effect.
+        embed: [N] the token (and position) embedding's.
+        constant: [N] final-norm bias and unembedding bias.
+        logit: [N] the model's logit for the target at the read position (before any soft-cap).
+        targets: [N] the target token ids.
+    """
+
+    heads: torch.Tensor
+    attn_bias: torch.Tensor
+    mlp: torch.Tensor
+    embed: torch.Tensor
+    constant: torch.Tensor
+    logit: torch.Tensor
+    targets: torch.Tensor
+    treatment: str = FINAL_NORM_TREATMENT
+
+    def total(self) -> torch.Tensor:
+        """[N] the sum of every part: equals ``logit`` (the decomposition's check)."""
+        return (self.heads.sum((1, 2)) + self.attn_bias.sum(1) + self.mlp.sum(1) + self.embed + self.constant)
+
+    def attn(self) -> torch.Tensor:
+        """[N, n_layers] each attention block's direct effect (heads + bias)."""
+        return self.heads.sum(2) + self.attn_bias
+
+
+def _direction(adapter: Any, final_resid: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Per read position: the vector a component is dotted with, the constant term, and whether to centre."""
+    norm, unembed = adapter.final_norm(), adapter.unembed()
+    w_u = unembed.weight[targets.to(unembed.weight.device)].float().cpu()  # [N, d]
+    bias = unembed.bias[targets].float().cpu() if getattr(unembed, "bias", None) is not None else torch.zeros(len(targets))
+    eps = _norm_eps(norm)
+    if _is_layer_norm(norm):
+        centred = final_resid - final_resid.mean(-1, keepdim=True)
+        scale = 1.0 / torch.sqrt(centred.pow(2).mean(-1, keepdim=True) + eps)
+        gain = norm.weight.float().cpu() if norm.weight is not None else torch.ones(final_resid.shape[-1])
+        nbias = norm.bias.float().cpu() if norm.bias is not None else torch.zeros(final_resid.shape[-1])
+        return w_u * gain * scale, (w_u * nbias).sum(-1) + bias, True
+    scale = 1.0 / rms(final_resid, eps)
+    return w_u * norm_gain(norm).cpu() * scale, bias, False
+
+
+def direct_effects(loaded: Any, ids: torch.Tensor, read: torch.Tensor, targets: torch.Tensor,
+                   mask: torch.Tensor | None = None) -> DirectEffects:
+    """Direct logit attribution of every head, attention bias, MLP and the embedding.
+
+    Args:
+        loaded: a loaded model (``model``, ``adapter``).
+        ids: [batch, seq] token ids.
+        read: [batch, seq] bool, the positions whose logits are attributed (N = read.sum()).
+        targets: [N] the token whose logit is attributed at each read position (row-major order
+            of ``read``).
+        mask: attention mask for left-padded prompts (position ids follow it), or None.
+
+    Returns:
+        :class:`DirectEffects`, fp32 on the CPU.
+    """
+    model, adapter = loaded.model, loaded.adapter
+    n_read = int(read.sum())
+    if targets.shape != (n_read,):
+        raise InterventionError(f"targets must have one id per read position ({n_read}), got shape {tuple(targets.shape)}")
+    device = next(model.parameters()).device
+    read_d = read.to(device)
+    L, H, D = adapter.n_layers, adapter.n_heads, adapter.head_dim
+    got: dict[tuple[str, int], torch.Tensor] = {}
+
+    def keep(name: str, layer: int) -> Any:
+        def handler(x: torch.Tensor) -> None:
+            got[(name, layer)] = x[read_d].detach().float().cpu()
+        return handler
+
+    handlers: dict[HookPoint, list[Any]] = {HookPoint(0, "resid_pre"): [keep("embed", 0)],
+                                           HookPoint(L - 1, "resid_post"): [keep("final", 0)]}
+    for layer in range(L):
+        handlers[HookPoint(layer, "z")] = [keep("z", layer)]
+        handlers[HookPoint(layer, "attn_out")] = [keep("attn_out", layer)]
+        handlers[HookPoint(layer, "mlp_out")] = [keep("mlp_out", layer)]
+    kwargs: dict[str, Any] = {}
+    if mask is not None:
+        kwargs = {"attention_mask": mask.to(device), "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(device)}
+    with torch.no_grad(), hooked(adapter, handlers):
+        _call(model, ids.to(device), **kwargs)
+
+    final = got[("final", 0)]
+    direction, constant, centre = _direction(adapter, final, targets)
+
+    def effect(vectors: torch.Tensor) -> torch.Tensor:  # [N, ..., d] -> [N, ...]
+        if centre:
+            vectors = vectors - vectors.mean(-1, keepdim=True)
+        shape = (direction.shape[0],) + (1,) * (vectors.dim() - 2) + (direction.shape[1],)
+        return (vectors * direction.view(shape)).sum(-1)
+
+    heads = torch.zeros(n_read, L, H)
+    attn_bias = torch.zeros(n_read, L)
+    mlp = torch.zeros(n_read, L)
+    for layer in range(L):
+        o_proj = adapter.o_proj(layer)
+        weight = o_proj_weight(o_proj).float().cpu().reshape(-1, H, D)  # [d, H, D]
+        z = got[("z", layer)].reshape(n_read, H, D)
+        result = torch.einsum("nhd,mhd->nhm", z, weight)  # [N, H, d]
+        bias = o_proj.bias.float().cpu() if getattr(o_proj, "bias", None) is not None else torch.zeros(weight.shape[0])
+        post = adapter.attn_post_norm(layer)
+        if post is not None:
+            factor = norm_gain(post).cpu() / rms(result.sum(1) + bias, _norm_eps(post))  # [N, d]
+            result = result * factor[:, None, :]
+            bias = bias * factor
+        heads[:, layer] = effect(result)
+        attn_bias[:, layer] = effect(bias.expand(n_read, -1)) if bias.dim() == 1 else effect(bias)
+        mlp[:, layer] = effect(got[("mlp_out", layer)])
+    embed = effect(got[("embed", 0)])
+    logit = _lens_logits(adapter, final).gather(1, targets[:, None].cpu()).squeeze(1)
+    return DirectEffects(heads, attn_bias, mlp, embed, constant, logit, targets.cpu())
+
+
+def _call(model: Any, ids: torch.Tensor, **kwargs: Any) -> Any:
+    try:
+        return model(input_ids=ids, logits_to_keep=1, **kwargs)
+    except TypeError:
+        return model(input_ids=ids, **kwargs)
+
+
+def _lens_logits(adapter: Any, resid: torch.Tensor) -> torch.Tensor:
+    """[N, vocab] logits (before soft-cap) of residual-stream vectors [N, d] via the final norm and unembedding."""
+    norm, unembed = adapter.final_norm(), adapter.unembed()
+    w = unembed.weight
+    with torch.no_grad():
+        out = unembed(norm(resid.to(device=w.device, dtype=w.dtype)))
+    return out.float().cpu()
+
+
+def _softcap(adapter: Any, logits: torch.Tensor) -> torch.Tensor:
+    config = adapter.model.config
+    config = getattr(config, "text_config", None) or config
+    cap = getattr(config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+@dataclass
+class LensReadout:
+    """The logit lens at every layer for N read positions.
+
+    Attributes:
+        rank: [N, n_layers + 1] the target's rank (0 = top; tokens tied with it count as above
+            it) read after the embedding (column 0) and after each layer (column L + 1; the last
+            column is the model's output).
+        prob: [N, n_layers + 1] its probability there (soft-cap applied).
+    """
+
+    rank: torch.Tensor
+    prob: torch.Tensor
+
+    def top_fraction(self, k: int) -> torch.Tensor:
+        """[n_layers + 1] the share of read positions whose target is within the top k."""
+        return (self.rank < k).float().mean(0)
+
+
+def logit_lens(loaded: Any, ids: torch.Tensor, read: torch.Tensor, targets: torch.Tensor,
+               mask: torch.Tensor | None = None) -> LensReadout:
+    """Rank and probability of ``targets`` read from the residual stream after every layer."""
+    model, adapter = loaded.model, loaded.adapter
+    device = next(model.parameters()).device
+    read_d = read.to(device)
+    L = adapter.n_layers
+    got: dict[int, torch.Tensor] = {}
+
+    def keep(layer: int) -> Any:
+        def handler(x: torch.Tensor) -> None:
+            got[layer] = x[read_d].detach()
+        return handler
+
+    handlers = {HookPoint(0, "resid_pre"): [keep(-1)]}
+    handlers.update({HookPoint(layer, "resid_post"): [keep(layer)] for layer in range(L)})
+    kwargs: dict[str, Any] = {}
+    if mask is not None:
+        kwargs = {"attention_mask": mask.to(device), "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(device)}
+    with torch.no_grad(), hooked(adapter, handlers):
+        _call(model, ids.to(device), **kwargs)
+    t = targets.cpu()[:, None]
+    ranks, probs = [], []
+    for layer in range(-1, L):
+        logits = _lens_logits(adapter, got.pop(layer))
+        target = logits.gather(1, t)
+        ranks.append((logits >= target).sum(1) - 1)  # ties count against the target
+        probs.append(torch.softmax(_softcap(adapter, logits), -1).gather(1, t).squeeze(1))
+    return LensReadout(torch.stack(ranks, 1), torch.stack(probs, 1))
