@@ -34,6 +34,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--split", default="select")
     p.add_argument("--skip-exact", action="store_true")
+    p.add_argument("--layers", help="compare only heads of these layers, e.g. 14-19 (default: all)")
     p.add_argument("--json")
     args = p.parse_args()
     torch.set_grad_enabled(False)
@@ -51,7 +52,13 @@ def main() -> None:
     t_attr = time.perf_counter() - t
     est = attr.mean_effect()
     L, H = est.shape
-    heads = [(l, h) for l in range(L) for h in range(H)]
+    if args.layers:
+        from icltest.schema.base import _layer_list
+
+        layers = _layer_list(args.layers)
+    else:
+        layers = list(range(L))
+    heads = [(l, h) for l in layers for h in range(H)]
     out = {"model": args.model, "inputs": run.inputs.label, "metric": metric, "clean": clean,
            "clean_forward_seconds": round(t_clean, 2), "attribution_seconds": round(t_attr, 2), "attribution_passes": attr.passes,
            "attribution_top": [[f"L{l}H{h}", round(float(est[l, h]), 4)] for l, h in sorted(heads, key=lambda x: float(est[x]))[:10]]}
@@ -61,15 +68,20 @@ def main() -> None:
         t = time.perf_counter()
         exact_values = run.values([Ablation(heads=(h,), method="mean") for h in heads])
         t_exact = time.perf_counter() - t
-        exact = torch.tensor(exact_values).reshape(L, H) - clean
-        rho = spearmanr(est.flatten().numpy(), exact.flatten().numpy()).statistic
-        r_est = torch.argsort(torch.argsort(est.flatten())).reshape(L, H)
-        r_exa = torch.argsort(torch.argsort(exact.flatten())).reshape(L, H)
+        exact = torch.full((L, H), float("nan"))
+        for (l, h), v in zip(heads, exact_values):
+            exact[l, h] = v - clean
+        e_sel = torch.tensor([float(est[p]) for p in heads])
+        x_sel = torch.tensor([float(exact[p]) for p in heads])
+        rho = spearmanr(e_sel.numpy(), x_sel.numpy()).statistic
+        r_est, r_exa = torch.zeros(L, H, dtype=torch.long), torch.zeros(L, H, dtype=torch.long)
+        for p, a, b in zip(heads, e_sel.argsort().argsort().tolist(), x_sel.argsort().argsort().tolist()):
+            r_est[p], r_exa[p] = a, b
         gap = (r_est - r_exa).abs()
         worst = sorted(heads, key=lambda x: -int(gap[x]))[:8]
         top_exact = sorted(heads, key=lambda x: float(exact[x]))[:10]
         top_attr = sorted(heads, key=lambda x: float(est[x]))[:10]
-        out.update({"exact_seconds": round(t_exact, 1), "ratio": round(t_exact / t_attr, 1), "spearman": round(float(rho), 4),
+        out.update({"layers": args.layers or "all", "exact_seconds": round(t_exact, 1), "ratio": round(t_exact / t_attr, 1), "spearman": round(float(rho), 4),
                     "exact_top": [[f"L{l}H{h}", round(float(exact[l, h]), 4)] for l, h in top_exact],
                     "top10_overlap": len(set(top_exact) & set(top_attr)),
                     "disagree": [[f"L{l}H{h}", int(r_est[l, h]), int(r_exa[l, h]), round(float(est[l, h]), 4),

@@ -52,7 +52,17 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from icltest.session import Session
     from icltest.schema.spec import ProbeSpec
 
+    from pydantic import ValidationError
+
+    from icltest.errors import InputError
+
     session = Session(cache_dir=Path(args.cache) if args.cache else None, progress=not args.quiet)
+    if args.attribute:
+        bad = [t for t in _attribution_tasks(args) if t not in ATTRIBUTION_TASKS]
+        if bad:
+            print(f"icltest scan --attribute: --task {bad} not supported; choose from {', '.join(ATTRIBUTION_TASKS)}",
+                  file=sys.stderr)
+            return 2
     scores = [s.strip() for s in args.scores.split(",") if s.strip()]
     unknown = [s for s in scores if s not in SCAN_SCORES]
     if unknown:
@@ -74,7 +84,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print(format_table(name, run.scores[name], args.top))
         print()
     ablation = _ablation_scan(session, loaded, args, probe) if args.ablate else None
-    attribution = _attribution_scan(session, loaded, args) if args.attribute else None
+    try:
+        attribution = _attribution_scan(session, loaded, args) if args.attribute else None
+    except (InputError, ValidationError) as exc:
+        print(f"icltest scan --attribute: {_one_line(exc)}", file=sys.stderr)
+        return 2
     if args.json:
         from icltest.report import environment
 
@@ -149,6 +163,19 @@ def _ablation_scan(session: Any, loaded: Any, args: argparse.Namespace, probe: A
 ATTRIBUTION_TASKS = ("open_book", "closed_book", "counterfactual")
 
 
+def _attribution_tasks(args: argparse.Namespace) -> list[str]:
+    return [t.strip() for t in (args.task or "open_book,closed_book").split(",") if t.strip()]
+
+
+def _one_line(exc: Exception) -> str:
+    """A user error as one line: pydantic's first error message, else the exception's text."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return f"{'.'.join(map(str, first.get('loc', ())))}: {first.get('msg')}"
+    return str(exc)
+
+
 def _attribution_scan(session: Any, loaded: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Rank every head by attribution patching on each --task (one forward + one backward pass per
     chunk of prompts); with open_book and closed_book both given, also the in-context / parametric
@@ -159,10 +186,7 @@ def _attribution_scan(session: Any, loaded: Any, args: argparse.Namespace) -> di
     from icltest.schema.spec import MetricSpec
     from icltest.scores.ranking import top_heads
 
-    tasks = [t.strip() for t in (args.task or "open_book,closed_book").split(",") if t.strip()]
-    bad = [t for t in tasks if t not in ATTRIBUTION_TASKS]
-    if bad:
-        raise SystemExit(f"icltest scan --attribute: --task {bad} not supported; choose from {', '.join(ATTRIBUTION_TASKS)}")
+    tasks = _attribution_tasks(args)
     out: dict[str, Any] = {"method": "attribution patching: estimated change of the metric when each head is "
                                      "mean-ablated (reference: the other split); relevance = minus that", "tasks": {}}
     relevance = {}
@@ -187,8 +211,30 @@ def _attribution_scan(session: Any, loaded: Any, args: argparse.Namespace) -> di
             top = [{"head": f"L{l}H{h}", "score": round(v, 5)} for l, h, v in top_heads(table, args.top)]
             print(f"top {args.top} {role}: " + ", ".join(f"{t['head']}={t['score']:+.5f}" for t in top))
             out[role] = top
+        out["in_context_roles"] = _task_or_retrieval(loaded, args, [(l, h) for l, h, _ in top_heads(score, args.top)])
         print()
     return out
+
+
+def _task_or_retrieval(loaded: Any, args: argparse.Namespace, heads: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Where the top in-context heads look from the last prompt token: question (task head) or the
+    answer inside the context (retrieval head); one forward pass on the open-book prompts."""
+    from icltest.attribution.roles import task_or_retrieval
+    from icltest.errors import InputError
+    from icltest.scores.span_attention import book_span_attention
+
+    try:
+        spans, _ = book_span_attention(loaded, "open_book", shots=args.shots, n=args.n, seed=args.seed, split=args.split)
+    except InputError as exc:
+        print(f"task / retrieval split skipped: {exc}", file=sys.stderr)
+        return []
+    rows = task_or_retrieval(heads, spans.mass, spans.uniform)
+    print(f"in-context heads by attention from the last token (chance: question {spans.uniform['question']:.3f}, "
+          f"answer {spans.uniform['answer']:.3f}):")
+    for r in rows:
+        print(f"  {r['head']}: question {r['question']:.3f} ({r['question_over_chance']}x), answer {r['answer']:.3f} "
+              f"({r['answer_over_chance']}x) -> {r['role']} head")
+    return rows
 
 
 def _scan_metric(args: argparse.Namespace) -> Any:

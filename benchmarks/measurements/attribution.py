@@ -8,7 +8,9 @@
 3. Direct logit attribution on repeated random tokens (the suite's probe, seed s): the top
    induction head's direct effect on the copied token, its rank among all heads.
 4. Logit lens on open-book prompts: share of answers in the top 10 after each layer.
-5. Source tracking: held-out AUROC of the probe, the confidence baseline, permutation draws.
+5. Source tracking (conflict prompts labelled by the model's answer, n 96 a split): held-out
+   AUROC of the probe, the confidence and summed-heads baselines, permutation draws.
+Direct effects are on centred logits (the claim's default).
 """
 from __future__ import annotations
 
@@ -65,6 +67,14 @@ def main() -> None:
         print(f"select split, {role}: " + ", ".join(f"{name(l, h)}={v:+.5f}" for l, h, v in top_heads(score, args.top)),
               f"({info['seconds']} s)", flush=True)
     out["chosen_on_select"] = {k: [name(*p) for p in v] for k, v in chosen.items()}
+    from icltest.attribution.roles import task_or_retrieval
+    from icltest.scores.span_attention import book_span_attention
+
+    score, _ = ha.role_score(claim(role="in_context", split="select"), ctx)
+    top10 = [(l, h) for l, h, _ in top_heads(score, 10)]
+    spans, _ = book_span_attention(loaded, "open_book", shots=2, n=32, seed=0, split="select")
+    out["in_context_roles"] = task_or_retrieval(top10, spans.mass, spans.uniform)
+    print("top-10 in-context heads (select), task or retrieval:", out["in_context_roles"], flush=True)
     out["test_ranks"] = {}
     for seed in seeds:
         for role, heads in chosen.items():
@@ -77,7 +87,8 @@ def main() -> None:
     for seed in seeds:
         probe = ProbeSpec(length=50, repeats=2, batch=16, seed=seed)
         pctx = ctx_for(session, loaded, probe)
-        c = claim(heads=types.SimpleNamespace(top=1, by="induction"), task=None, expect=types.SimpleNamespace(margin=lambda v: v))
+        c = claim(heads=types.SimpleNamespace(top=1, by="induction"), task=None, centred=True,
+                  expect=types.SimpleNamespace(margin=lambda v: v))
         effects, label, _ = la._effects(c, pctx)
         table = effects.heads.mean(0)
         run = session.pattern_run(loaded, probe)
@@ -94,11 +105,12 @@ def main() -> None:
         frac = lens.top_fraction(10)
         out["lens"][seed] = [round(float(v), 3) for v in frac]
         print(f"lens open_book seed {seed} (top-10 share; col 0 embed, col L+1 after layer L): {out['lens'][seed]}", flush=True)
-        sc = claim(n=64, seed=seed, control=types.SimpleNamespace(draws=19, seed=0, expect=None),
+        sc = claim(n=96, min_class=5, seed=seed, control=types.SimpleNamespace(draws=19, seed=0, expect=None),
                    expect=types.SimpleNamespace(auroc=None))
         m = st.measure(sc, st.targets(sc)[0], ctx)
         out["source"][seed] = {"auroc": round(m.value, 4), **{k: m.details[k] for k in
-                                                                ("train_auroc", "confidence_auroc", "answer_correct", "control")}}
+                                                                ("train_auroc", "confidence_auroc", "heads_sum_auroc",
+                                                                 "answered", "control")}}
         print(f"source tracking seed {seed}: {out['source'][seed]}", flush=True)
     out["seconds"] = round(time.perf_counter() - t, 1)
     print(f"total {out['seconds']} s")

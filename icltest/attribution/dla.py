@@ -14,6 +14,11 @@ resid_pre + attn_out + mlp_out`` at every layer, parallel blocks included), and:
 - **post-norm blocks** (Gemma 2/3): a head's share of ``attn_out`` is its result times the
   post-norm's gain over the rms of the whole o_proj output, i.e. the post-norm scale is frozen the
   same way, so the heads' and the bias's shares sum to ``attn_out``.
+- **centred logits** (default): the attributed quantity is the target's logit minus the mean
+  logit over the vocabulary, i.e. the unembedding row is centred (``W_U[t] - mean_v W_U[v]``), as
+  TransformerLens does by default. Softmax ignores a shift of every logit, so a component writing
+  along the mean unembedding direction would otherwise get credit on every target without
+  changing any probability. ``centred=False`` attributes the raw logit.
 - **soft-capping** (Gemma 2): the attributed logit is the one *before* the cap (the cap is not
   linear); ranks do not change under it, probabilities from the logit lens apply it.
 
@@ -33,6 +38,8 @@ from icltest.models.hookpoints import HookPoint, _norm_eps, hooked, o_proj_weigh
 
 FINAL_NORM_TREATMENT = ("final-norm scale frozen at its value on the full residual stream at each read position "
                         "(LayerNorm: components centred, its bias in `constant`); logits before any soft-cap")
+CENTRED = "target logit minus the mean logit over the vocabulary (unembedding centred)"
+RAW = "raw target logit"
 
 
 def norm_gain(norm: Any) -> torch.Tensor:
@@ -64,8 +71,10 @@ class DirectEffects:
         mlp: [N, n_layers] each MLP block's direct effect.
         embed: [N] the token (and position) embedding's.
         constant: [N] final-norm bias and unembedding bias.
-        logit: [N] the model's logit for the target at the read position (before any soft-cap).
+        logit: [N] the model's logit for the target at the read position (before any soft-cap),
+            minus the mean logit over the vocabulary when ``centred``.
         targets: [N] the target token ids.
+        centred: whether logits are centred (see the module docstring).
     """
 
     heads: torch.Tensor
@@ -75,7 +84,13 @@ class DirectEffects:
     constant: torch.Tensor
     logit: torch.Tensor
     targets: torch.Tensor
+    centred: bool = True
     treatment: str = FINAL_NORM_TREATMENT
+    target_prob: torch.Tensor | None = None
+
+    @property
+    def quantity(self) -> str:
+        return CENTRED if self.centred else RAW
 
     def total(self) -> torch.Tensor:
         """[N] the sum of every part: equals ``logit`` (the decomposition's check)."""
@@ -86,11 +101,18 @@ class DirectEffects:
         return self.heads.sum(2) + self.attn_bias
 
 
-def _direction(adapter: Any, final_resid: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def _direction(adapter: Any, final_resid: torch.Tensor, targets: torch.Tensor,
+               centred: bool) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Per read position: the vector a component is dotted with, the constant term, and whether to centre."""
     norm, unembed = adapter.final_norm(), adapter.unembed()
-    w_u = unembed.weight[targets.to(unembed.weight.device)].float().cpu()  # [N, d]
-    bias = unembed.bias[targets].float().cpu() if getattr(unembed, "bias", None) is not None else torch.zeros(len(targets))
+    weight = unembed.weight.detach()
+    w_u = weight[targets.to(weight.device)].float().cpu()  # [N, d]
+    has_bias = getattr(unembed, "bias", None) is not None
+    bias = unembed.bias.detach()[targets].float().cpu() if has_bias else torch.zeros(len(targets))
+    if centred:
+        w_u = w_u - weight.float().mean(0).cpu()
+        if has_bias:
+            bias = bias - unembed.bias.detach().float().mean().cpu()
     eps = _norm_eps(norm)
     if _is_layer_norm(norm):
         centred = final_resid - final_resid.mean(-1, keepdim=True)
@@ -102,8 +124,9 @@ def _direction(adapter: Any, final_resid: torch.Tensor, targets: torch.Tensor) -
     return w_u * norm_gain(norm).cpu() * scale, bias, False
 
 
-def direct_effects(loaded: Any, ids: torch.Tensor, read: torch.Tensor, targets: torch.Tensor,
-                   mask: torch.Tensor | None = None) -> DirectEffects:
+@torch.no_grad()
+def direct_effects(loaded: Any, ids: torch.Tensor, read: torch.Tensor, targets: torch.Tensor | None,
+                   mask: torch.Tensor | None = None, centred: bool = True) -> DirectEffects:
     """Direct logit attribution of every head, attention bias, MLP and the embedding.
 
     Args:
@@ -111,15 +134,16 @@ def direct_effects(loaded: Any, ids: torch.Tensor, read: torch.Tensor, targets: 
         ids: [batch, seq] token ids.
         read: [batch, seq] bool, the positions whose logits are attributed (N = read.sum()).
         targets: [N] the token whose logit is attributed at each read position (row-major order
-            of ``read``).
+            of ``read``), or None for the model's own greedy token there (one forward pass).
         mask: attention mask for left-padded prompts (position ids follow it), or None.
+        centred: attribute the logit minus the mean logit (default) or the raw logit.
 
     Returns:
         :class:`DirectEffects`, fp32 on the CPU.
     """
     model, adapter = loaded.model, loaded.adapter
     n_read = int(read.sum())
-    if targets.shape != (n_read,):
+    if targets is not None and targets.shape != (n_read,):
         raise InterventionError(f"targets must have one id per read position ({n_read}), got shape {tuple(targets.shape)}")
     device = next(model.parameters()).device
     read_d = read.to(device)
@@ -144,7 +168,10 @@ def direct_effects(loaded: Any, ids: torch.Tensor, read: torch.Tensor, targets: 
         _call(model, ids.to(device), **kwargs)
 
     final = got[("final", 0)]
-    direction, constant, centre = _direction(adapter, final, targets)
+    logits = _lens_logits(adapter, final)
+    if targets is None:
+        targets = logits.argmax(-1)
+    direction, constant, centre = _direction(adapter, final, targets, centred)
 
     def effect(vectors: torch.Tensor) -> torch.Tensor:  # [N, ..., d] -> [N, ...]
         if centre:
@@ -170,8 +197,11 @@ def direct_effects(loaded: Any, ids: torch.Tensor, read: torch.Tensor, targets: 
         attn_bias[:, layer] = effect(bias.expand(n_read, -1)) if bias.dim() == 1 else effect(bias)
         mlp[:, layer] = effect(got[("mlp_out", layer)])
     embed = effect(got[("embed", 0)])
-    logit = _lens_logits(adapter, final).gather(1, targets[:, None].cpu()).squeeze(1)
-    return DirectEffects(heads, attn_bias, mlp, embed, constant, logit, targets.cpu())
+    logit = logits.gather(1, targets[:, None].cpu()).squeeze(1)
+    prob = torch.softmax(_softcap(adapter, logits), -1).gather(1, targets[:, None].cpu()).squeeze(1)
+    if centred:
+        logit = logit - logits.mean(1)
+    return DirectEffects(heads, attn_bias, mlp, embed, constant, logit, targets.cpu(), centred, target_prob=prob)
 
 
 def _call(model: Any, ids: torch.Tensor, **kwargs: Any) -> Any:
@@ -216,6 +246,7 @@ class LensReadout:
         return (self.rank < k).float().mean(0)
 
 
+@torch.no_grad()
 def logit_lens(loaded: Any, ids: torch.Tensor, read: torch.Tensor, targets: torch.Tensor,
                mask: torch.Tensor | None = None) -> LensReadout:
     """Rank and probability of ``targets`` read from the residual stream after every layer."""

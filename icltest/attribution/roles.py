@@ -14,3 +14,23 @@ def in_context_score(open_book: torch.Tensor, closed_book: torch.Tensor) -> torc
     """[L, H] open-book relevance minus closed-book relevance, each normalised: high = in-context
     head, low (negative) = parametric head (Kahardipraja et al. 2025's contrast)."""
     return normalised(open_book) - normalised(closed_book)
+
+
+def task_or_retrieval(heads: list[tuple[int, int]], mass: dict[str, torch.Tensor],
+                      uniform: dict[str, float]) -> list[dict[str, object]]:
+    """Split in-context heads by where the last prompt token's attention goes (seed 002):
+    *retrieval* heads look at the answer inside the context, *task* heads at the question.
+
+    Each span's mass is read against its chance level (its share of the prompt's tokens), since
+    the answer span is a few tokens and the question ten-odd: a head is a retrieval head when its
+    mass over chance is larger on the answer than on the question, else a task head.
+    """
+    out = []
+    for layer, head in heads:
+        q, a = float(mass["question"][layer, head]), float(mass["answer"][layer, head])
+        q_over = q / max(float(uniform["question"]), 1e-9)
+        a_over = a / max(float(uniform["answer"]), 1e-9)
+        out.append({"head": f"L{layer}H{head}", "question": round(q, 4), "answer": round(a, 4),
+                    "question_over_chance": round(q_over, 2), "answer_over_chance": round(a_over, 2),
+                    "role": "retrieval" if a_over > q_over else "task"})
+    return out

@@ -25,7 +25,7 @@ Claims:
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -53,7 +53,7 @@ class AttributionExpect(_Strict):
 class AgreementSpec(_Strict):
     """Heads the exact mean-ablation scan covers (default: every head)."""
 
-    layers: list[int] | None = Field(None, description="layers whose heads are compared, e.g. '12-23'")
+    layers: list[Annotated[int, Field(ge=0)]] | None = Field(None, description="layers whose heads are compared, e.g. '12-23'")
 
     @model_validator(mode="before")
     @classmethod
@@ -150,10 +150,17 @@ def role_score(claim: Any, ctx: ClaimContext) -> tuple[Any, dict[str, Any]]:
 
 
 def _ranks(score: Any) -> Any:
-    """[L, H] rank of each head by score, 1 = highest (ties share the better rank)."""
+    """[L, H] rank of each head by score, 1 = highest (ties share the better rank).
+
+    Raises:
+        InputError: a non-finite score (it would rank first and pass any rank bound).
+    """
     import torch
 
     flat = score.flatten()
+    if not bool(torch.isfinite(flat).all()):
+        raise InputError("attribution gave non-finite scores (NaN / inf): the model's outputs on these prompts "
+                         "are not finite; no head can be ranked")
     return ((flat[None, :] > flat[:, None]).sum(1) + 1).reshape(score.shape).to(torch.long)
 
 
@@ -177,8 +184,12 @@ def _agreement(claim: Any, ctx: ClaimContext) -> Measurement:
         raise ClaimSpecError(ctx.location(("agreement", "layers")), "agreement.layers",
                              f"layers {bad} are out of range: the model has layers 0..{adapter.n_layers - 1}")
     heads = [(l, h) for l in layers for h in range(adapter.n_heads)]
+    import time
+
+    start = time.perf_counter()
     clean = run.value()
     exact = torch.tensor(run.values([Ablation(heads=(p,), method="mean") for p in heads])) - clean
+    exact_seconds = time.perf_counter() - start
     estimate = torch.tensor([float(-rel[p]) for p in heads])
     rho = float(spearmanr(estimate.numpy(), exact.numpy()).statistic)
     r_est = estimate.argsort().argsort()
@@ -189,12 +200,27 @@ def _agreement(claim: Any, ctx: ClaimContext) -> Measurement:
     details = {"role": claim.role, "inputs": run.inputs.label, "heads_compared": len(heads),
                "layers": f"{layers[0]}-{layers[-1]}" if layers == list(range(layers[0], layers[-1] + 1)) else layers,
                "ablation": "mean, each head alone, reference means from the other split (post_norm frozen)",
-               "attribution_seconds": round(attr.seconds, 2), "exact_seconds": round(run.seconds, 1),
+               "attribution_seconds": round(attr.seconds, 2), "exact_seconds": round(exact_seconds, 1),
                "top10_overlap": len(top_exact & top_est),
                "disagree": [{"head": head_name(*heads[i]), "attribution_rank": int(r_est[i]) + 1,
                              "exact_rank": int(r_exa[i]) + 1, "estimate": round(float(estimate[i]), 4),
                              "exact": round(float(exact[i]), 4)} for i in worst.tolist()]}
     return Measurement(rho, "Spearman rho, attribution vs exact mean ablation", details, run.inputs.label, claim.seed)
+
+
+def _exact_effects(claim: Any, ctx: ClaimContext, head: tuple[int, int]) -> dict[str, float]:
+    """The head's exact mean-ablation effect on each task behind the role (one forward pass each),
+    next to the first-order estimate the rank comes from: estimated and exact change of the metric."""
+    from icltest.runs.run import Ablation
+
+    tasks = ("open_book", "closed_book") if claim.role in ("in_context", "parametric") else (claim.role,)
+    out = {}
+    for task in tasks:
+        rel, run, _ = relevance(claim, task, ctx)
+        exact = run.value(Ablation(heads=(head,), method="mean")) - run.value()
+        out[task] = {"metric": run.metric.name, "estimated_change": round(float(-rel[head]), 4),
+                     "exact_change": round(float(exact), 4)}
+    return out
 
 
 def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
@@ -205,10 +231,14 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     layer, head = target.heads[0]
     check_head(adapter, layer, head, ctx.location(("heads", index)), "heads")
     score, info = role_score(claim, ctx)
-    ranks = _ranks(score)
+    try:
+        ranks = _ranks(score)
+    except InputError as exc:
+        raise ClaimSpecError(ctx.location(("role",)), "role", str(exc)) from None
     details = {"role": claim.role, "head": head_name(layer, head), "score": round(float(score[layer, head]), 5),
                "n_heads": int(score.numel()), "top_heads": _top(score), **info,
-               "method": "attribution patching, mean-ablation reference from the other split"}
+               "method": "attribution patching (a first-order estimate of mean ablation), reference from the other split",
+               "exact_mean_ablation": _exact_effects(claim, ctx, (layer, head))}
     return Measurement(float(ranks[layer, head]), f"{claim.role} rank", details, "; ".join(info["inputs"]), claim.seed)
 
 
@@ -222,6 +252,8 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
         return Verdict(passed, f"spearman {claim.expect.spearman}", summary, m)
     passed = claim.expect.rank.check(m.value)
     top = ", ".join(f"{t['head']}" for t in d["top_heads"][:5])
-    summary = (f"{d['head']} ranks {int(m.value)}/{d['n_heads']} as {claim.role} (score {d['score']:+.5f}; "
-               f"expected rank {claim.expect.rank}); top: {top}")
+    exact = "; ".join(f"{task} {e['metric']} estimated {e['estimated_change']:+.3f}, exact {e['exact_change']:+.3f}"
+                      for task, e in d["exact_mean_ablation"].items())
+    summary = (f"{d['head']} ranks {int(m.value)}/{d['n_heads']} as {claim.role} by attribution (score "
+               f"{d['score']:+.5f}; expected rank {claim.expect.rank}); top: {top}; mean-ablating it: {exact}")
     return Verdict(passed, f"rank {claim.expect.rank}", summary, m)

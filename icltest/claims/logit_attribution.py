@@ -1,9 +1,14 @@
 """`kind: logit_attribution` — direct logit attribution of heads or blocks, and the logit lens.
 
-Inputs: the claim's token probe (repeated random tokens: every position of the later copies, whose
-next token is known from the first copy, attributed on that next token), or, with ``task:``, task
-prompts read at the last position on the answer's first token (held-out ``test`` items unless
-``split: select``).
+Inputs: the claim's token probe (repeated random tokens: every position of the later copies whose
+next token is known from an earlier copy, attributed on that next token; the last token before
+a copy starts is left out, its next token is not predictable), or, with ``task:``, task prompts
+read at the last position on the answer's first token (held-out ``test`` items unless ``split:
+select``; ``shots``, ``n``, ``seed``, ``split`` and ``chat_template`` only go with ``task``).
+
+The attributed quantity is the target's logit minus the mean logit over the vocabulary
+(``centred: true``, default; softmax ignores a common shift) or the raw logit (``centred:
+false``); results record which.
 
 - ``heads:`` (one item per listed head, or ``{top: k, by: score}``): each head's mean direct
   effect on the target logit, in logits. ``{top: k}`` reports the head closest to failing.
@@ -46,11 +51,12 @@ class LogitAttributionClaim(ClaimBase):
     layers: LayerSelection | None = None
     lens: LensSpec | None = None
     task: str | None = Field(None, description="task prompts, read on the answer (default: the token probe)")
-    shots: int = Field(0, ge=0, le=64)
-    n: int = Field(32, ge=1, le=4096)
-    seed: int = Field(0, ge=0)
-    split: Literal["select", "test"] = "test"
-    chat_template: ChatTemplate = "no"
+    shots: int | None = Field(None, ge=0, le=64, description="with task: demonstrations (default 0)")
+    n: int | None = Field(None, ge=1, le=4096, description="with task: prompts (default 32)")
+    seed: int | None = Field(None, ge=0, description="with task: prompt seed (default 0); the probe has its own")
+    split: Literal["select", "test"] | None = Field(None, description="with task: items (default test)")
+    chat_template: ChatTemplate | None = None
+    centred: bool = Field(True, description="attribute the logit minus the mean logit (default) or the raw logit")
     expect: Expectation
 
     _check_task = field_validator("task")(classmethod(lambda cls, v: _check_task(v)))
@@ -61,6 +67,10 @@ class LogitAttributionClaim(ClaimBase):
         if len(given) != 1:
             raise ValueError("give exactly one of heads (direct effect of heads), layers (of attn / mlp blocks) "
                              f"or lens (logit lens at a layer); got {', '.join(given) or 'none'}")
+        task_only = [k for k in ("shots", "n", "seed", "split", "chat_template") if getattr(self, k) is not None]
+        if self.task is None and task_only:
+            raise ValueError(f"{', '.join(task_only)} only apply to task prompts (give task:); the token probe is set "
+                             "with probe: (e.g. probe: {kind: repeated_random, seed: 1})")
         return self
 
 
@@ -86,8 +96,9 @@ def _read_inputs(claim: Any, ctx: ClaimContext) -> tuple[Any, Any, Any, Any, str
 
     try:
         if claim.task is not None:
-            metric = MetricSpec(name="accuracy", task=claim.task, shots=claim.shots, n=claim.n, seed=claim.seed,
-                                split=claim.split, chat_template=claim.chat_template)
+            metric = MetricSpec(name="accuracy", task=claim.task, shots=claim.shots or 0, n=claim.n or 32,
+                                seed=claim.seed or 0, split=claim.split or "test",
+                                chat_template=claim.chat_template or "no")
             run = Run(ctx.session, ctx.loaded, metric)
             inputs = run.inputs
             # rows scored on every answer token were built teacher-forced; here the prompt alone is read
@@ -103,7 +114,9 @@ def _read_inputs(claim: Any, ctx: ClaimContext) -> tuple[Any, Any, Any, Any, str
     except InputError as exc:
         key = ("task",) if claim.task is not None else ("probe",)
         raise ClaimSpecError(ctx.location(key), key[0], str(exc)) from None
-    index = run._loss_indices()  # positions whose next token repeats an earlier copy
+    probe = run.inputs.probe
+    index = run._loss_indices()  # positions whose next token is in a later copy ...
+    index = index[(index + 1 - probe.prefix) % probe.segment != 0]  # ... but not a copy's first token
     tokens = run.inputs.tokens
     read = torch.zeros_like(tokens, dtype=torch.bool)
     read[:, index] = True
@@ -115,13 +128,16 @@ def _effects(claim: Any, ctx: ClaimContext) -> tuple[Any, str, dict[str, Any]]:
     from icltest.attribution.dla import direct_effects, logit_lens
 
     cache = ctx.session.__dict__.setdefault("_logit_attribution", {})
-    key = (ctx.loaded.source, "lens" if claim.lens is not None else "dla", claim.task, claim.shots, claim.n,
-           claim.seed, claim.split, claim.chat_template, None if claim.task else repr(ctx.probe_spec))
+    key = (ctx.loaded.source, "lens" if claim.lens is not None else f"dla-centred={claim.centred}", claim.task,
+           claim.shots, claim.n, claim.seed, claim.split, claim.chat_template, None if claim.task else repr(ctx.probe_spec))
     if key not in cache:
         ids, mask, read, tgt, label, params = _read_inputs(claim, ctx)
-        fn = logit_lens if claim.lens is not None else direct_effects
         ctx.session.forward_passes += 1
-        cache[key] = (fn(ctx.loaded, ids, read, tgt, mask=mask), label, params)
+        if claim.lens is not None:
+            result = logit_lens(ctx.loaded, ids, read, tgt, mask=mask)
+        else:
+            result = direct_effects(ctx.loaded, ids, read, tgt, mask=mask, centred=claim.centred)
+        cache[key] = (result, label, params)
     return cache[key]
 
 
@@ -142,18 +158,21 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
         column = layer + 1 if layer >= 0 else L + 1 + layer
         top = result.top_fraction(claim.lens.top)
         half = [i for i, v in enumerate(top.tolist()) if v >= 0.5]
-        details = {"lens_layer": column - 1, "top": claim.lens.top, "positions": int(result.rank.shape[0]),
+        def where(col: int) -> str:  # sweep column -> what a person calls it
+            return "embedding" if col == 0 else (f"{col - 1} (output)" if col == L else str(col - 1))
+
+        details = {"lens_layer": where(column), "top": claim.lens.top, "positions": int(result.rank.shape[0]),
                    "sweep_top_fraction": [round(float(v), 4) for v in top],
                    "sweep_mean_prob": [round(float(v), 4) for v in result.prob.mean(0)],
                    "sweep_columns": "column 0 = embedding, column L+1 = after layer L (last = model output)",
-                   "first_layer_half_in_top": (half[0] - 1) if half else None,
+                   "first_layer_half_in_top": where(half[0]) if half else None,
                    "median_rank_here": float(result.rank[:, column].float().median())}
-        return Measurement(float(top[column]), f"share in top {claim.lens.top} after layer {column - 1}",
+        return Measurement(float(top[column]), f"share in top {claim.lens.top} after layer {where(column)}",
                            details, label, seed)
     table = result.heads.mean(0)  # [L, H]
     check = float((result.total() - result.logit).abs().max())
-    common = {"final_norm": result.treatment, "sum_check_max_abs": round(check, 6),
-              "positions": int(result.heads.shape[0]), "mean_logit": round(float(result.logit.mean()), 4),
+    common = {"attributed": result.quantity, "final_norm": result.treatment, "sum_check_max_abs": round(check, 6),
+              "positions": int(result.heads.shape[0]), "mean_target_logit": round(float(result.logit.mean()), 4),
               "all_heads_mean": round(float(table.mean()), 4), "all_heads_sd": round(float(table.std()), 4),
               "top_heads": [{"head": head_name(l, h), "value": round(float(table[l, h]), 4)}
                             for l, h in _top(table, 5)]}

@@ -1,20 +1,24 @@
-"""`kind: source_tracking` — does a linear probe on the heads' logit-lens contributions tell where an answer came from?
+"""`kind: source_tracking` — does a linear probe on the heads' logit-lens contributions tell whether an answer came from the context or from memory?
 
 Kahardipraja et al. (2025) project each head's output through the unembedding (its direct logit
 contribution to the token the model produces) and train a linear probe on those numbers to tell
 answers copied from the context from answers recalled from memory. Here:
 
-- inputs: :func:`icltest.probes.source.build_source_prompts`: open-book prompts (answer only in
-  the context) and closed-book questions behind a distractor context, same format and the same
-  mix of demonstrations, so only the source of the answer differs;
-- features: every head's direct logit attribution (:mod:`icltest.attribution.dla`) to the token
-  the model predicts at the last position ([n_layers * n_heads] per prompt); ``features:
-  layers`` uses each attention and MLP block's instead;
+- inputs: conflict prompts (:mod:`icltest.probes.source`): a closed-book question behind a
+  context stating another answer ("In this story, the capital of Kenya is Stockholm."). The
+  *model's own answer* labels each prompt: its first token is the context's answer (context) or
+  the true one (memory); prompts answered with anything else are dropped and counted. Question
+  wording and answer words are shared by both classes; only which source won differs;
+- features: every head's direct logit attribution (:mod:`icltest.attribution.dla`, centred
+  logits) to the token the model predicts at the last position ([n_layers * n_heads] per
+  prompt); ``features: layers`` uses each attention and MLP block's instead;
 - probe: standardised logistic regression (L2, C = 1), trained on ``select``-split prompts,
-  scored on ``test``-split prompts it never saw: the ROC AUC is the claim's value;
-- baselines: the AUC of the predicted token's probability alone (is the probe more than a
-  confidence detector?) and a label-permutation control: the probe retrained on shuffled
-  training labels ``draws`` times, and where the real AUC falls among those draws (p).
+  scored on ``test``-split prompts whose items it never saw: the ROC AUC is the claim's value;
+- baselines: the AUC of the predicted token's probability alone and of the summed direct effect
+  of all heads (one number: is the per-head pattern needed?), and a label-permutation control:
+  the probe retrained on shuffled training labels ``draws`` times, and where the real AUC falls
+  among those draws (p). By construction the text also tells the classes apart (the context's
+  answer is in the prompt): the claim is that the *heads' contributions* carry it linearly.
 """
 from __future__ import annotations
 
@@ -49,7 +53,8 @@ class SourceTrackingClaim(ClaimBase):
     kind: Literal["source_tracking"]
     features: Literal["heads", "layers"] = "heads"
     shots: int = Field(2, ge=0, le=64, description="even: half open-book, half closed-book demonstrations")
-    n: int = Field(64, ge=8, le=4096, description="prompts per split (training: select, scoring: test)")
+    n: int = Field(96, ge=8, le=4096, description="prompts per split (training: select, scoring: test)")
+    min_class: int = Field(5, ge=2, description="fewest prompts of each source a split must give (else an error)")
     seed: int = Field(0, ge=0)
     expect: SourceExpect
     control: PermutationControl | None = None
@@ -63,37 +68,39 @@ def targets(claim: Any) -> list[Target]:
 
 
 def _features(claim: Any, ctx: ClaimContext, split: str) -> dict[str, Any]:
-    """Per prompt: features, label, predicted token's probability and whether it is the answer."""
+    """Per kept prompt: features, label (by the model's answer), confidence; and the counts."""
     import torch
 
     from icltest.attribution.dla import direct_effects
     from icltest.probes.prompts import pad_left
-    from icltest.probes.source import build_source_prompts
+    from icltest.probes.source import CONTEXT, MEMORY, build_source_prompts, label_by_output
 
     tok = ctx.loaded.tokenizer
     try:
-        batch, labels = build_source_prompts(tok, n=claim.n, seed=claim.seed, split=split, shots=claim.shots)
+        batch, ids_ab = build_source_prompts(tok, n=claim.n, seed=claim.seed, split=split, shots=claim.shots)
     except InputError as exc:
         raise ClaimSpecError(ctx.location(("shots",)), "shots", str(exc)) from None
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     ids, mask = pad_left(batch.input_ids, pad)
-    model = ctx.loaded.model
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                       position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), logits_to_keep=1).logits[:, -1].float().cpu()
-    predicted = logits.argmax(-1)
     read = torch.zeros_like(ids, dtype=torch.bool)
     read[:, -1] = True
-    effects = direct_effects(ctx.loaded, ids, read, predicted, mask=mask)
-    ctx.session.forward_passes += 2
-    if claim.features == "heads":
-        x = effects.heads.flatten(1)
-    else:
-        x = torch.cat([effects.attn(), effects.mlp], 1)
-    return {"x": x.numpy(), "y": labels, "confidence": torch.softmax(logits, -1).max(-1).values.numpy(),
-            "correct": (predicted == torch.tensor(batch.answer_ids)).numpy(), "label": f"source prompts ({split}, "
-            f"shots={claim.shots}, n={claim.n}, seed={claim.seed}, bos={batch.params.get('bos')})"}
+    effects = direct_effects(ctx.loaded, ids, read, None, mask=mask)  # on the model's own greedy token
+    labels = label_by_output(effects.targets.tolist(), ids_ab)
+    counts = {"context": labels.count(CONTEXT), "memory": labels.count(MEMORY), "neither": labels.count(None)}
+    label = (f"conflict prompts ({split} split, shots={claim.shots}, n={claim.n}, seed={claim.seed}, "
+             f"bos={batch.params.get('bos')}; answered from context {counts['context']}, from memory "
+             f"{counts['memory']}, neither {counts['neither']} (dropped))")
+    if min(counts["context"], counts["memory"]) < claim.min_class:
+        raise ClaimSpecError(ctx.location(("n",)), "n",
+                             f"the model answered {counts['context']} {split} prompts from the context and "
+                             f"{counts['memory']} from memory (of {claim.n}); a probe needs at least {claim.min_class} "
+                             "of each: raise n (or lower min_class)")
+    keep = torch.tensor([lab is not None for lab in labels])
+    ctx.session.forward_passes += 1
+    x = effects.heads if claim.features == "heads" else torch.stack([effects.attn(), effects.mlp], 1)
+    y = [lab for lab in labels if lab is not None]
+    return {"x": x[keep].flatten(1).numpy(), "y": y, "confidence": effects.target_prob[keep].numpy(),
+            "heads_sum": effects.heads[keep].sum((1, 2)).numpy(), "counts": counts, "label": label}
 
 
 def _probe(x: Any, y: Any) -> Any:
@@ -111,17 +118,16 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     train, test = _features(claim, ctx, "select"), _features(claim, ctx, "test")
     model = _probe(train["x"], train["y"])
     auc = float(roc_auc_score(test["y"], model.predict_proba(test["x"])[:, 1]))
-    # confidence alone, oriented on the training prompts
-    sign = 1.0 if roc_auc_score(train["y"], train["confidence"]) >= 0.5 else -1.0
-    conf_auc = float(roc_auc_score(test["y"], sign * test["confidence"]))
-    y_test, correct = np.asarray(test["y"]), np.asarray(test["correct"])
+    def one_feature(key: str) -> float:  # a single number, its direction taken from the training prompts
+        sign = 1.0 if roc_auc_score(train["y"], train[key]) >= 0.5 else -1.0
+        return round(float(roc_auc_score(test["y"], sign * np.asarray(test[key]))), 4)
+
     details: dict[str, Any] = {
         "features": f"{claim.features}: {train['x'].shape[1]} direct logit attributions to the predicted token",
         "train": train["label"], "test": test["label"], "train_auroc": round(float(roc_auc_score(
             train["y"], model.predict_proba(train["x"])[:, 1])), 4),
-        "confidence_auroc": round(conf_auc, 4),
-        "answer_correct": {"context": round(float(correct[y_test == 1].mean()), 4),
-                           "memory": round(float(correct[y_test == 0].mean()), 4)},
+        "confidence_auroc": one_feature("confidence"), "heads_sum_auroc": one_feature("heads_sum"),
+        "answered": {"train": train["counts"], "test": test["counts"]},
         "probe": "standardised logistic regression, L2, C=1",
     }
     if claim.control is not None:
@@ -141,8 +147,10 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
     d = m.details
     passed = claim.expect.auroc.check(m.value)
     expect = f"auroc {claim.expect.auroc}"
-    summary = (f"held-out AUROC {m.value:.3f} (expected {claim.expect.auroc}); train {d['train_auroc']:.3f}; "
-               f"confidence alone {d['confidence_auroc']:.3f}")
+    t = d["answered"]["test"]
+    summary = (f"held-out AUROC {m.value:.3f} on {t['context']} context / {t['memory']} memory answers (expected "
+               f"{claim.expect.auroc}); train {d['train_auroc']:.3f}; confidence alone {d['confidence_auroc']:.3f}, "
+               f"summed heads alone {d['heads_sum_auroc']:.3f}")
     if "control" in d:
         c = d["control"]
         summary += f"; permuted labels {c['mean']:.3f} +- {c['sd']:.3f} (max {c['max']:.3f}, p {c['p']})"

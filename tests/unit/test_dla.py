@@ -49,10 +49,15 @@ def test_parts_sum_to_the_model_logit(name):
     read[:, -1] = True
     read[1, 4] = True
     targets = torch.randint(0, 50, (int(read.sum()),), generator=torch.Generator().manual_seed(3))
-    effects = direct_effects(loaded, ids, read, targets)
-    expected = raw_logits(loaded.model, ids)[read].gather(1, targets[:, None]).squeeze(1)
-    torch.testing.assert_close(effects.logit, expected, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(effects.total(), expected, rtol=1e-4, atol=1e-4)
+    logits = raw_logits(loaded.model, ids)[read]
+    raw = direct_effects(loaded, ids, read, targets, centred=False)
+    expected = logits.gather(1, targets[:, None]).squeeze(1)
+    torch.testing.assert_close(raw.logit, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(raw.total(), expected, rtol=1e-4, atol=1e-4)
+    effects = direct_effects(loaded, ids, read, targets)  # default: centred, logit minus the mean logit
+    centred = expected - logits.mean(1)
+    torch.testing.assert_close(effects.logit, centred, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(effects.total(), centred, rtol=1e-4, atol=1e-4)
     assert effects.heads.shape == (4, loaded.adapter.n_layers, loaded.adapter.n_heads)
     assert effects.heads.abs().sum() > 0
 
@@ -65,7 +70,7 @@ def test_parts_sum_to_the_logit_with_left_padding():
     read = torch.zeros_like(ids, dtype=torch.bool)
     read[:, -1] = True
     targets = torch.tensor([5, 9])
-    effects = direct_effects(loaded, ids, read, targets, mask=mask)
+    effects = direct_effects(loaded, ids, read, targets, mask=mask, centred=False)
     expected = raw_logits(loaded.model, ids, mask)[read].gather(1, targets[:, None]).squeeze(1)
     torch.testing.assert_close(effects.total(), expected, rtol=1e-4, atol=1e-4)
 
@@ -115,10 +120,39 @@ def test_gemma2_softcap_applies_to_lens_probabilities_not_to_attributed_logits()
     read = torch.zeros_like(ids, dtype=torch.bool)
     read[:, -1] = True
     targets = torch.tensor([1, 2])
-    effects = direct_effects(loaded, ids, read, targets)
+    effects = direct_effects(loaded, ids, read, targets, centred=False)
     pre = raw_logits(loaded.model, ids)[read]
     torch.testing.assert_close(effects.total(), pre.gather(1, targets[:, None]).squeeze(1), rtol=1e-4, atol=1e-4)
     lens = logit_lens(loaded, ids, read, targets)
     with torch.no_grad():
         capped = loaded.model(input_ids=ids).logits[read].float()
     torch.testing.assert_close(lens.prob[:, -1], torch.softmax(capped, -1).gather(1, targets[:, None]).squeeze(1))
+
+
+def test_a_shift_of_every_logit_gets_no_credit_when_centred():
+    """A bias that adds the same amount to every logit changes no probability: centred DLA gives
+    the constant term nothing from it, raw DLA gives it all."""
+    loaded = build("gpt2")
+    ids = torch.randint(0, 50, (2, 6), generator=torch.Generator().manual_seed(6))
+    read = torch.zeros_like(ids, dtype=torch.bool)
+    read[:, -1] = True
+    targets = torch.tensor([3, 4])
+    with torch.no_grad():
+        loaded.model.transformer.ln_f.bias.zero_()  # the only other constant: keep it out
+    head = loaded.model.get_output_embeddings()
+    head.bias = torch.nn.Parameter(torch.full((head.weight.shape[0],), 5.0))
+    raw = direct_effects(loaded, ids, read, targets, centred=False)
+    centred = direct_effects(loaded, ids, read, targets)
+    torch.testing.assert_close(raw.constant - centred.constant, torch.full((2,), 5.0), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(centred.total(), centred.logit, rtol=1e-4, atol=1e-4)
+
+
+def test_no_targets_means_the_models_own_greedy_token():
+    loaded = build("llama")
+    ids = torch.randint(0, 50, (3, 7), generator=torch.Generator().manual_seed(8))
+    read = torch.zeros_like(ids, dtype=torch.bool)
+    read[:, -1] = True
+    logits = raw_logits(loaded.model, ids)[:, -1]
+    effects = direct_effects(loaded, ids, read, None)
+    assert torch.equal(effects.targets, logits.argmax(-1))
+    torch.testing.assert_close(effects.target_prob, torch.softmax(logits, -1).max(-1).values)

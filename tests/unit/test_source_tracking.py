@@ -9,7 +9,7 @@ import pytest
 
 from icltest.claims import source_tracking as st
 from icltest.probes.books import load_book
-from icltest.probes.source import CONTEXT, MEMORY, build_source_prompts
+from icltest.probes.source import CONTEXT, MEMORY, build_source_prompts, label_by_output
 from icltest.probes.splits import split_indices
 from icltest.schema import load_spec
 
@@ -21,28 +21,31 @@ def tok():
     return _make_tokenizer()
 
 
-def test_prompts_are_balanced_share_a_format_and_never_leak_the_answer(tok):
-    batch, labels = build_source_prompts(tok, n=40, seed=3, split="test", shots=2)
-    assert labels.count(CONTEXT) == labels.count(MEMORY) == 20
-    open_answers = {it.answer for it in load_book("open_book")}
-    closed = load_book("closed_book")
-    test_closed = {closed[i].question for i in split_indices([it.question for it in closed], "test")}
-    for text, answer, label in zip(batch.prompts, batch.answers, labels):
+def test_conflict_prompts_share_wording_and_answers_across_sources(tok):
+    batch, ids = build_source_prompts(tok, n=60, seed=3, split="test", shots=2)
+    closed = {it.question: it.answer for it in load_book("closed_book")}
+    test_questions = {q for q in closed if q in {load_book("closed_book")[i].question for i in
+                                                 split_indices(list(closed), "test")}}
+    context_answers, memory_answers = set(), set()
+    for text, context_answer, (ctx_id, mem_id) in zip(batch.prompts, batch.answers, ids):
         blocks = text.split("\n\n")
         assert len(blocks) == 3  # two demonstrations and the query
-        query = blocks[-1]
-        context, question = query.split("\nQuestion: ")
-        assert context  # every query has a context, whatever its source
-        mentioned = re.search(rf"(?<!\w){re.escape(answer)}(?!\w)", context) is not None
-        assert mentioned == (label == CONTEXT)
-        if label == MEMORY:
-            assert question.removesuffix("\nAnswer:") in test_closed
-        else:
-            assert answer in open_answers
-        # the demonstrations are one of each kind and do not state the query's answer
-        demo_questions = [b.split("\nQuestion: ")[1].split("\nAnswer:")[0] for b in blocks[:2]]
-        assert sum(q in {c.question for c in closed} for q in demo_questions) == 1
-        assert all(re.search(rf"(?<!\w){re.escape(answer)}(?!\w)", b) is None for b in blocks[:2])
+        context, question = blocks[-1].split("\nQuestion: ")
+        question = question.removesuffix("\nAnswer:")
+        assert question in test_questions  # a held-out closed-book question
+        memory = closed[question]
+        assert context.startswith("In this story, ") and context.endswith(f" {context_answer}.")
+        assert context_answer != memory and ctx_id != mem_id
+        assert re.search(rf"(?<!\w){re.escape(memory)}(?!\w)", text) is None  # memory answer nowhere in the prompt
+        for demo in blocks[:2]:  # demonstrations mention neither answer
+            assert re.search(rf"(?<!\w){re.escape(context_answer)}(?!\w)", demo) is None
+        context_answers.add(context_answer)
+        memory_answers.add(memory)
+    assert len(context_answers & memory_answers) >= 5  # answer words play both roles
+
+
+def test_labels_follow_the_models_answer():
+    assert label_by_output([5, 7, 9], [(5, 6), (6, 7), (1, 2)]) == [CONTEXT, MEMORY, None]
 
 
 def test_odd_shots_are_refused(tok):
@@ -69,7 +72,8 @@ def _data(rng, n, signal):
     y = np.array([1, 0] * (n // 2))
     x = rng.normal(size=(n, 30))
     x[:, 4] += signal * (2 * y - 1)  # one feature carries the source
-    return {"x": x, "y": list(y), "confidence": rng.normal(size=n), "correct": np.ones(n, bool), "label": "fake"}
+    return {"x": x, "y": list(y), "confidence": rng.normal(size=n), "heads_sum": rng.normal(size=n),
+            "counts": {"context": n // 2, "memory": n // 2, "neither": 0}, "label": "fake"}
 
 
 def test_a_separating_feature_passes_and_beats_the_permutation_draws(tmp_path, monkeypatch):
