@@ -35,10 +35,13 @@ def test_direct_effects_sum_to_the_models_logit_on_padded_prompts(real_model, al
                          position_ids=(inputs.mask.cumsum(-1) - 1).clamp(min=0))
     finally:
         hook.remove()
-    expected = seen["x"][:, -1].float().gather(1, targets[:, None]).squeeze(1)
+    logits = seen["x"][:, -1].float()
+    expected = logits.gather(1, targets[:, None]).squeeze(1)
+    raw = direct_effects(loaded, inputs.tokens, read, targets, mask=inputs.mask, centred=False)
+    torch.testing.assert_close(raw.logit, expected, rtol=1e-3, atol=2e-3)
+    torch.testing.assert_close(raw.total(), expected, rtol=1e-3, atol=2e-3)
     effects = direct_effects(loaded, inputs.tokens, read, targets, mask=inputs.mask)
-    torch.testing.assert_close(effects.logit, expected, rtol=1e-3, atol=2e-3)
-    torch.testing.assert_close(effects.total(), expected, rtol=1e-3, atol=2e-3)
+    torch.testing.assert_close(effects.total(), expected - logits.mean(1), rtol=1e-3, atol=2e-3)
     lens = logit_lens(loaded, inputs.tokens, read, targets, mask=inputs.mask)
     final_rank = (seen["x"][:, -1].float() >= expected[:, None]).sum(1) - 1
     assert torch.equal(lens.rank[:, -1], final_rank)
