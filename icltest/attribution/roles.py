@@ -23,7 +23,9 @@ def task_or_retrieval(heads: list[tuple[int, int]], mass: dict[str, torch.Tensor
 
     Each span's mass is read against its chance level (its share of the prompt's tokens), since
     the answer span is a few tokens and the question ten-odd: a head is a retrieval head when its
-    mass over chance is larger on the answer than on the question, else a task head.
+    mass over chance is larger on the answer than on the question and above chance there, a task
+    head when the reverse holds, and "neither" when it looks at both less than chance would (its
+    attention is elsewhere: BOS, the prompt format, the demonstrations).
     """
     out = []
     for layer, head in heads:
@@ -32,5 +34,6 @@ def task_or_retrieval(heads: list[tuple[int, int]], mass: dict[str, torch.Tensor
         a_over = a / max(float(uniform["answer"]), 1e-9)
         out.append({"head": f"L{layer}H{head}", "question": round(q, 4), "answer": round(a, 4),
                     "question_over_chance": round(q_over, 2), "answer_over_chance": round(a_over, 2),
-                    "role": "retrieval" if a_over > q_over else "task"})
+                    "role": "retrieval" if a_over > max(q_over, 1.0) else "task" if q_over > max(a_over, 1.0)
+                    else "neither"})
     return out

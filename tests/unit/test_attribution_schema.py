@@ -52,6 +52,10 @@ def test_attribution_kinds_load(tmp_path: Path) -> None:
     ("  - id: a\n    kind: head_attribution\n    role: open_book\n    heads: [1.0]\n    expect: {rank: '<= 3', spearman: '> 0'}\n",
      8, "exactly one of rank"),
     ("  - id: a\n    kind: source_tracking\n    expect: {auc: '>= 0.8'}\n", 6, "auc"),
+    ("  - id: a\n    kind: logit_attribution\n    heads: [18.6]\n    seed: 7\n    expect: '>= 1'\n", 4,
+     "only apply to task prompts"),
+    ("  - id: a\n    kind: head_attribution\n    role: open_book\n    agreement: {layers: [-2, 3]}\n"
+     "    expect: {spearman: '> 0'}\n", 7, "greater than or equal to 0"),
     ("  - id: a\n    kind: source_tracking\n    n: 4\n    expect: {auroc: '>= 0.8'}\n", 6, "n"),
 ])
 def test_attribution_mistakes_point_at_the_line(tmp_path: Path, text: str, line: int, fragment: str) -> None:

@@ -20,9 +20,10 @@ def test_all_zero_relevance_stays_zero():
 
 
 def test_heads_are_split_by_mass_over_chance():
-    mass = {"question": torch.tensor([[0.30, 0.05]]), "answer": torch.tensor([[0.02, 0.04]])}
+    mass = {"question": torch.tensor([[0.30, 0.05, 0.05]]), "answer": torch.tensor([[0.02, 0.04, 0.008]])}
     uniform = {"question": 0.1, "answer": 0.01}
-    rows = task_or_retrieval([(0, 0), (0, 1)], mass, uniform)
-    # L0H0: question 3x chance, answer 2x -> task; L0H1: question 0.5x, answer 4x -> retrieval
-    assert [r["role"] for r in rows] == ["task", "retrieval"]
+    rows = task_or_retrieval([(0, 0), (0, 1), (0, 2)], mass, uniform)
+    # L0H0: question 3x chance, answer 2x -> task; L0H1: question 0.5x, answer 4x -> retrieval;
+    # L0H2: question 0.5x, answer 0.8x -> below chance on both: neither
+    assert [r["role"] for r in rows] == ["task", "retrieval", "neither"]
     assert rows[0]["question_over_chance"] == 3.0 and rows[1]["answer_over_chance"] == 4.0
