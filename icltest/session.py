@@ -83,6 +83,18 @@ class Session:
     _metric_runs: dict[Any, Any] = field(default_factory=dict)
     _failed: dict[ModelSource, ModelError] = field(default_factory=dict)
     _geometry: dict[ModelSource, ModelGeometry | None] = field(default_factory=dict)
+    _memo: dict[Any, Any] = field(default_factory=dict)
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per session for ``key`` (start it with the claim kind's name and
+        include the model source and everything that changes the result), then the stored value.
+
+        What claims of one kind share (an attribution map, a span-attention run) lives here, so
+        a kind needs no cache of its own.
+        """
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def model(self, source: ModelSource | Any) -> LoadedModel:
         """The loaded model for ``source``: this session's, else the process's, else loaded now.

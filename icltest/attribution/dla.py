@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from icltest.errors import InterventionError
+from icltest.models.forward import logits_at
 from icltest.models.hookpoints import HookPoint, _norm_eps, hooked, o_proj_weight, rms
 
 FINAL_NORM_TREATMENT = ("final-norm scale frozen at its value on the full residual stream at each read position "
@@ -141,31 +142,16 @@ def direct_effects(loaded: Any, ids: torch.Tensor, read: torch.Tensor, targets: 
     Returns:
         :class:`DirectEffects`, fp32 on the CPU.
     """
-    model, adapter = loaded.model, loaded.adapter
+    adapter = loaded.adapter
     n_read = int(read.sum())
     if targets is not None and targets.shape != (n_read,):
         raise InterventionError(f"targets must have one id per read position ({n_read}), got shape {tuple(targets.shape)}")
-    device = next(model.parameters()).device
-    read_d = read.to(device)
     L, H, D = adapter.n_layers, adapter.n_heads, adapter.head_dim
-    got: dict[tuple[str, int], torch.Tensor] = {}
-
-    def keep(name: str, layer: int) -> Any:
-        def handler(x: torch.Tensor) -> None:
-            got[(name, layer)] = x[read_d].detach().float().cpu()
-        return handler
-
-    handlers: dict[HookPoint, list[Any]] = {HookPoint(0, "resid_pre"): [keep("embed", 0)],
-                                           HookPoint(L - 1, "resid_post"): [keep("final", 0)]}
+    points = {HookPoint(0, "resid_pre"): ("embed", 0), HookPoint(L - 1, "resid_post"): ("final", 0)}
     for layer in range(L):
-        handlers[HookPoint(layer, "z")] = [keep("z", layer)]
-        handlers[HookPoint(layer, "attn_out")] = [keep("attn_out", layer)]
-        handlers[HookPoint(layer, "mlp_out")] = [keep("mlp_out", layer)]
-    kwargs: dict[str, Any] = {}
-    if mask is not None:
-        kwargs = {"attention_mask": mask.to(device), "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(device)}
-    with torch.no_grad(), hooked(adapter, handlers):
-        _call(model, ids.to(device), **kwargs)
+        points[HookPoint(layer, "z")] = ("z", layer)
+        points[HookPoint(layer, "mlp_out")] = ("mlp_out", layer)
+    got = {key: x.float().cpu() for key, x in _read_points(loaded, ids, read, points, mask).items()}
 
     final = got[("final", 0)]
     logits = _lens_logits(adapter, final)
@@ -204,11 +190,21 @@ def direct_effects(loaded: Any, ids: torch.Tensor, read: torch.Tensor, targets: 
     return DirectEffects(heads, attn_bias, mlp, embed, constant, logit, targets.cpu(), centred, target_prob=prob)
 
 
-def _call(model: Any, ids: torch.Tensor, **kwargs: Any) -> Any:
-    try:
-        return model(input_ids=ids, logits_to_keep=1, **kwargs)
-    except TypeError:
-        return model(input_ids=ids, **kwargs)
+def _read_points(loaded: Any, ids: torch.Tensor, read: torch.Tensor, points: dict[HookPoint, Any],
+                 mask: torch.Tensor | None) -> dict[Any, torch.Tensor]:
+    """One forward pass; each hook point's activation at the ``read`` positions ([N, ...]), by key."""
+    device = next(loaded.model.parameters()).device
+    read_d = read.to(device)
+    got: dict[Any, torch.Tensor] = {}
+
+    def keep(key: Any) -> Any:
+        def handler(x: torch.Tensor) -> None:
+            got[key] = x[read_d].detach()
+        return handler
+
+    with torch.no_grad(), hooked(loaded.adapter, {hp: [keep(key)] for hp, key in points.items()}):
+        logits_at(loaded.model, ids, 1, mask)
+    return got
 
 
 def _lens_logits(adapter: Any, resid: torch.Tensor) -> torch.Tensor:
@@ -250,24 +246,10 @@ class LensReadout:
 def logit_lens(loaded: Any, ids: torch.Tensor, read: torch.Tensor, targets: torch.Tensor,
                mask: torch.Tensor | None = None) -> LensReadout:
     """Rank and probability of ``targets`` read from the residual stream after every layer."""
-    model, adapter = loaded.model, loaded.adapter
-    device = next(model.parameters()).device
-    read_d = read.to(device)
+    adapter = loaded.adapter
     L = adapter.n_layers
-    got: dict[int, torch.Tensor] = {}
-
-    def keep(layer: int) -> Any:
-        def handler(x: torch.Tensor) -> None:
-            got[layer] = x[read_d].detach()
-        return handler
-
-    handlers = {HookPoint(0, "resid_pre"): [keep(-1)]}
-    handlers.update({HookPoint(layer, "resid_post"): [keep(layer)] for layer in range(L)})
-    kwargs: dict[str, Any] = {}
-    if mask is not None:
-        kwargs = {"attention_mask": mask.to(device), "position_ids": (mask.cumsum(-1) - 1).clamp(min=0).to(device)}
-    with torch.no_grad(), hooked(adapter, handlers):
-        _call(model, ids.to(device), **kwargs)
+    points = {HookPoint(0, "resid_pre"): -1, **{HookPoint(layer, "resid_post"): layer for layer in range(L)}}
+    got = _read_points(loaded, ids, read, points, mask)
     t = targets.cpu()[:, None]
     ranks, probs = [], []
     for layer in range(-1, L):

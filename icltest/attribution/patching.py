@@ -34,6 +34,7 @@ from typing import Any, Iterator
 import torch
 
 from icltest.attribution.dla import norm_gain
+from icltest.models.forward import logits_at
 from icltest.models.hookpoints import HookPoint, _norm_eps, hooked, o_proj_weight, rms
 
 CHUNK = 16
@@ -180,14 +181,9 @@ def attribute_heads(run: Any, metric_name: str | None = None) -> HeadAttribution
             return handler
 
         handlers = {HookPoint(layer, "z"): [reader(layer)] for layer in range(L)}
-        kwargs = {"attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}
         leaves: list[torch.Tensor] = []
         with _gradients_for(adapter, model, leaves, on_post_grad), hooked(adapter, handlers):
-            try:
-                logits = model(input_ids=ids, logits_to_keep=kept, **kwargs).logits
-            except TypeError:
-                logits = model(input_ids=ids, **kwargs).logits[:, -kept:]
-            values = _row_metric(inputs, logits[:, -kept:], rows, name)
+            values = _row_metric(inputs, logits_at(model, ids, kept, mask), rows, name)
             torch.autograd.grad(values.sum(), leaves)
         metric[rows] = values.detach().float().cpu()
         passes += 1

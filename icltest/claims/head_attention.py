@@ -105,15 +105,14 @@ def attention_run(claim: Any, ctx: ClaimContext) -> tuple[Any, Any]:
     """(SpanAttention, TaskBatch) for the claim's prompts: measured once per session and shared."""
     from icltest.scores.span_attention import measure_span_attention, padded_with_spans
 
-    runs = ctx.session._metric_runs
-    key = _key(claim, ctx.loaded)
-    if key not in runs:
+    def compute() -> tuple[Any, Any]:
         batch = _prompts(claim, ctx)
         ids, mask, masks = padded_with_spans(batch, ctx.loaded.tokenizer)
         result = measure_span_attention(ctx.loaded, ids, mask, masks)
         ctx.session.forward_passes += result.forward_passes
-        runs[key] = (result, batch)
-    return runs[key]
+        return result, batch
+
+    return ctx.session.memo(_key(claim, ctx.loaded), compute)
 
 
 def _prompts(claim: Any, ctx: ClaimContext) -> Any:

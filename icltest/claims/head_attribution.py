@@ -122,11 +122,9 @@ def relevance(claim: Any, task: str, ctx: ClaimContext) -> tuple[Any, Any]:
     from icltest.runs.run import run_key
 
     run = _run(claim, task, ctx)
-    cache = ctx.session.__dict__.setdefault("_head_attribution", {})
-    key = run_key(ctx.loaded, run.metric, None, None)
-    if key not in cache:
-        cache[key] = attribute_heads(run)
-    return -cache[key].mean_effect(), run, cache[key]
+    attr = ctx.session.memo(("head_attribution", run_key(ctx.loaded, run.metric, None, None)),
+                            lambda: attribute_heads(run))
+    return -attr.mean_effect(), run, attr
 
 
 def role_score(claim: Any, ctx: ClaimContext) -> tuple[Any, dict[str, Any]]:

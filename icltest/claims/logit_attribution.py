@@ -127,18 +127,18 @@ def _read_inputs(claim: Any, ctx: ClaimContext) -> tuple[Any, Any, Any, Any, str
 def _effects(claim: Any, ctx: ClaimContext) -> tuple[Any, str, dict[str, Any]]:
     from icltest.attribution.dla import direct_effects, logit_lens
 
-    cache = ctx.session.__dict__.setdefault("_logit_attribution", {})
-    key = (ctx.loaded.source, "lens" if claim.lens is not None else f"dla-centred={claim.centred}", claim.task,
-           claim.shots, claim.n, claim.seed, claim.split, claim.chat_template, None if claim.task else repr(ctx.probe_spec))
-    if key not in cache:
+    key = ("logit_attribution", ctx.loaded.source, "lens" if claim.lens is not None else f"dla-centred={claim.centred}",
+           claim.task, claim.shots, claim.n, claim.seed, claim.split, claim.chat_template,
+           None if claim.task else repr(ctx.probe_spec))
+
+    def compute() -> tuple[Any, str, dict[str, Any]]:
         ids, mask, read, tgt, label, params = _read_inputs(claim, ctx)
         ctx.session.forward_passes += 1
         if claim.lens is not None:
-            result = logit_lens(ctx.loaded, ids, read, tgt, mask=mask)
-        else:
-            result = direct_effects(ctx.loaded, ids, read, tgt, mask=mask, centred=claim.centred)
-        cache[key] = (result, label, params)
-    return cache[key]
+            return logit_lens(ctx.loaded, ids, read, tgt, mask=mask), label, params
+        return direct_effects(ctx.loaded, ids, read, tgt, mask=mask, centred=claim.centred), label, params
+
+    return ctx.session.memo(key, compute)
 
 
 def _rank_among(table: Any, layer: int, head: int) -> int:

@@ -87,10 +87,6 @@ def _device(loaded: Any) -> torch.device:
     return next(loaded.model.parameters()).device
 
 
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    return (mask.cumsum(-1) - 1).clamp(min=0)
-
-
 class Run:
     """One metric on one input set, for one loaded model.
 
@@ -184,15 +180,12 @@ class Run:
 
     # ------------------------------------------------------------------ forward passes
 
-    def _forward(self, ids: torch.Tensor, keep: Any, **kwargs: Any) -> torch.Tensor:
+    def _forward(self, ids: torch.Tensor, keep: Any, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits at the kept positions only: the unembedding is most of a small model's cost."""
-        model = self.loaded.model
+        from icltest.models.forward import logits_at
+
         with torch.no_grad():
-            try:
-                out = model(input_ids=ids, logits_to_keep=keep, **kwargs).logits
-            except TypeError:  # an architecture without logits_to_keep: compute all, then select
-                out = model(input_ids=ids, **kwargs).logits
-                out = out[:, -keep:] if isinstance(keep, int) else out[:, keep.to(out.device)]
+            out = logits_at(self.loaded.model, ids, keep, mask)
         self.session.forward_passes += 1
         return out
 
@@ -202,13 +195,9 @@ class Run:
         from icltest.interventions import apply
 
         n, k = ids.shape[0], len(variants)
-        device = _device(self.loaded)
-        kwargs: dict[str, Any] = {}
-        if mask is not None:
-            kwargs = {"attention_mask": mask.repeat(k, 1).to(device), "position_ids": _positions(mask).repeat(k, 1).to(device)}
         edits = [e for i, v in enumerate(variants) if v is not None for e in self._edits(v, (i * n, (i + 1) * n))]
         with apply(self.loaded.adapter, edits):
-            logits = self._forward(ids.repeat(k, 1).to(device), keep, **kwargs).float().cpu()
+            logits = self._forward(ids.repeat(k, 1), keep, None if mask is None else mask.repeat(k, 1)).float().cpu()
         return list(logits.split(n))
 
     def _edits(self, ablation: Ablation, rows: tuple[int, int] | None) -> list[Any]:
@@ -368,14 +357,9 @@ class _CaptureModel:
         return self.model.parameters()
 
     def __call__(self, input_ids: torch.Tensor) -> Any:
-        kwargs: dict[str, Any] = {}
-        if self.mask is not None:
-            device = input_ids.device
-            kwargs = {"attention_mask": self.mask.to(device), "position_ids": _positions(self.mask).to(device)}
-        try:
-            return self.model(input_ids=input_ids, logits_to_keep=1, **kwargs)
-        except TypeError:
-            return self.model(input_ids=input_ids, **kwargs)
+        from icltest.models.forward import logits_at
+
+        return logits_at(self.model, input_ids, 1, self.mask)
 
 
 def icl_positions(probe: Any, late: int | None, early: int | None) -> tuple[int, int]:

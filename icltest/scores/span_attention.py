@@ -19,6 +19,8 @@ from typing import Any, Mapping
 
 import torch
 
+from icltest.models.forward import logits_at
+
 CHUNK = 16  # prompts per forward pass
 
 
@@ -41,10 +43,6 @@ class SpanAttention:
     uniform_per_prompt: dict[str, torch.Tensor]
     query: torch.Tensor
     forward_passes: int = 0
-
-
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def _query_index(query: Any, batch: int, width: int) -> torch.Tensor:
@@ -126,13 +124,8 @@ def measure_span_attention(
             return read
 
         handlers = {HookPoint(layer, "pattern"): [reader(layer)] for layer in range(n_layers)}
-        m = mask[rows]
-        kwargs = {"attention_mask": m.to(device), "position_ids": _positions(m).to(device)}
         with torch.no_grad(), hooked(adapter, handlers):
-            try:
-                model(input_ids=ids[rows].to(device), logits_to_keep=1, **kwargs)
-            except TypeError:  # an architecture without logits_to_keep
-                model(input_ids=ids[rows].to(device), **kwargs)
+            logits_at(model, ids[rows], 1, mask[rows])
         passes += 1
         missing = [layer for layer in range(n_layers) if layer not in found]
         if missing:

@@ -33,3 +33,18 @@ CONFIGS = {
     "gpt_neox_serial": lambda: tf.GPTNeoXConfig(num_hidden_layers=2, num_attention_heads=4, hidden_size=32,
                                                 intermediate_size=64, vocab_size=50, use_parallel_residual=False),
 }
+
+
+def build_tiny(name: str, *, seed: int = 0, perturb: tuple[str, ...] = ("norm", "ln"), scale: float = 0.3):
+    """A tiny random model of ``name`` (eager attention, eval mode) with the parameters whose names
+    contain any of ``perturb`` jittered by ``scale`` * N(0, 1): Gemma's ``(1 + w)`` norm weights start
+    at exactly 1 and biases at 0, which would hide a missing scale or bias term in a test."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = tf.AutoModelForCausalLM.from_config(CONFIGS[name](), attn_implementation="eager").eval()
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if any(part in n for part in perturb):
+                p.add_(scale * torch.randn_like(p))
+    return model

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-import transformers as tf
 
 from icltest.attribution.dla import direct_effects, logit_lens
 from icltest.models.adapters import Adapter
 from icltest.testing.known_circuit import build_known_circuit
-from icltest.testing.tiny_configs import CONFIGS
+from icltest.testing.tiny_configs import CONFIGS, build_tiny
 
 
 class Loaded:
@@ -19,13 +18,7 @@ class Loaded:
 
 
 def build(name: str):
-    torch.manual_seed(0)
-    model = tf.AutoModelForCausalLM.from_config(CONFIGS[name](), attn_implementation="eager").eval()
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "norm" in n or "ln" in n or "bias" in n:
-                p.add_(0.3 * torch.randn_like(p))
-    return Loaded(model)
+    return Loaded(build_tiny(name, perturb=("norm", "ln", "bias")))
 
 
 def raw_logits(model, ids, mask=None):

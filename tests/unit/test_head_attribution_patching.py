@@ -10,23 +10,16 @@ import types
 
 import pytest
 import torch
-import transformers as tf
 
 from icltest.attribution.patching import attribute_heads
 from icltest.models.adapters import Adapter
-from icltest.testing.tiny_configs import CONFIGS
+from icltest.testing.tiny_configs import build_tiny
 
 EPS = 1e-3  # central differences in float32: curvature error ~EPS^2, rounding ~1e-6 / EPS
 
 
 def build(name):
-    torch.manual_seed(0)
-    model = tf.AutoModelForCausalLM.from_config(CONFIGS[name](), attn_implementation="eager").eval()
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "norm" in n or "ln" in n:
-                p.add_(0.3 * torch.randn_like(p))
-    return model
+    return build_tiny(name)
 
 
 def fake_run(model, metric="answer_logprob"):

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-import transformers as tf
 
 from icltest.errors import InterventionError
 from icltest.models.adapters import ARCHITECTURES, Adapter
 from icltest.models.hookpoints import HookPoint, hooked, point
 from icltest.testing.hookcheck import check_hook_points
 
-from icltest.testing.tiny_configs import CONFIGS  # noqa: E402
+from icltest.testing.tiny_configs import CONFIGS, build_tiny  # noqa: E402
 
 
 def test_every_supported_architecture_has_a_config() -> None:
@@ -22,14 +21,7 @@ def test_every_supported_architecture_has_a_config() -> None:
 
 
 def build(name: str):
-    torch.manual_seed(0)
-    model = tf.AutoModelForCausalLM.from_config(CONFIGS[name](), attn_implementation="eager").eval()
-    # random norms: Gemma's (1 + w) weights start at exactly 1, which would hide a missing scale
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "norm" in n or "ln" in n:
-                p.add_(0.3 * torch.randn_like(p))
-    return model
+    return build_tiny(name)  # random norms: Gemma's (1 + w) weights start at exactly 1
 
 
 TOKENS = torch.randint(0, 50, (3, 9), generator=torch.Generator().manual_seed(1))
