@@ -6,6 +6,7 @@ from typing import Any
 
 from icltest.report.build import _fmt
 from icltest.report.files import write_atomic
+from icltest.report.sweeps import sweep_section
 
 
 def _table(records: list[dict[str, Any]]) -> list[str]:
@@ -59,6 +60,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if failed:
         out += ["## Failed", ""] + _table(failed) + ["", "## All claims", ""]
     out += _table(report["claims"])
+    out += sweep_section(report["claims"])
     if report.get("spec_errors"):
         out += ["", "## Spec files with errors", ""] + _spec_errors(report["spec_errors"])
     out += ["", "## Models", ""]
