@@ -55,6 +55,8 @@ def build_report(
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
+        if value != 0 and abs(value) < 1e-3:  # a float-precision value (e.g. a relative error) is not 0.0000
+            return f"{value:.2e}"
         return f"{value:.0f}" if value.is_integer() and abs(value) >= 1 else f"{value:.4f}"
     return "-" if value is None else str(value)
 
