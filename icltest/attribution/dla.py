@@ -102,6 +102,31 @@ class DirectEffects:
         return self.heads.sum(2) + self.attn_bias
 
 
+def head_shares(adapter: Any, layer: int, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each head's share of what layer ``layer``'s attention writes to the residual stream (fp32, CPU).
+
+    Args:
+        z: [N, n_heads, head_dim] the o_proj input per head at N positions.
+
+    Returns:
+        (result [N, n_heads, d_model], bias [d_model] or [N, d_model]). Pre-norm: ``z_h W_O,h`` and
+        the o_proj bias (zeros without one), summing to ``attn_out``. Post-norm (Gemma 2/3): both
+        times the post-norm's gain over the rms of the whole o_proj output at that position (its
+        scale frozen), so they still sum to ``attn_out``.
+    """
+    H, D = adapter.n_heads, adapter.head_dim
+    o_proj = adapter.o_proj(layer)
+    weight = o_proj_weight(o_proj).float().cpu().reshape(-1, H, D)  # [d, H, D]
+    result = torch.einsum("nhd,mhd->nhm", z.float().cpu(), weight)  # [N, H, d]
+    bias = o_proj.bias.float().cpu() if getattr(o_proj, "bias", None) is not None else torch.zeros(weight.shape[0])
+    post = adapter.attn_post_norm(layer)
+    if post is not None:
+        factor = norm_gain(post).cpu() / rms(result.sum(1) + bias, _norm_eps(post))  # [N, d]
+        result = result * factor[:, None, :]
+        bias = bias * factor
+    return result, bias
+
+
 def _direction(adapter: Any, final_resid: torch.Tensor, targets: torch.Tensor,
                centred: bool) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Per read position: the vector a component is dotted with, the constant term, and whether to centre."""
@@ -169,16 +194,7 @@ def direct_effects(loaded: Any, ids: torch.Tensor, read: torch.Tensor, targets: 
     attn_bias = torch.zeros(n_read, L)
     mlp = torch.zeros(n_read, L)
     for layer in range(L):
-        o_proj = adapter.o_proj(layer)
-        weight = o_proj_weight(o_proj).float().cpu().reshape(-1, H, D)  # [d, H, D]
-        z = got[("z", layer)].reshape(n_read, H, D)
-        result = torch.einsum("nhd,mhd->nhm", z, weight)  # [N, H, d]
-        bias = o_proj.bias.float().cpu() if getattr(o_proj, "bias", None) is not None else torch.zeros(weight.shape[0])
-        post = adapter.attn_post_norm(layer)
-        if post is not None:
-            factor = norm_gain(post).cpu() / rms(result.sum(1) + bias, _norm_eps(post))  # [N, d]
-            result = result * factor[:, None, :]
-            bias = bias * factor
+        result, bias = head_shares(adapter, layer, got[("z", layer)].reshape(n_read, H, D))
         heads[:, layer] = effect(result)
         attn_bias[:, layer] = effect(bias.expand(n_read, -1)) if bias.dim() == 1 else effect(bias)
         mlp[:, layer] = effect(got[("mlp_out", layer)])

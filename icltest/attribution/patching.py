@@ -77,6 +77,8 @@ def answer_logprob(kept: torch.Tensor, answers: list[list[int]], full: list[bool
 
 
 def _row_metric(inputs: Any, kept: torch.Tensor, rows: slice, name: str) -> torch.Tensor:
+    if name == "answer_prob":
+        return answer_logprob(kept, inputs.answer_tokens[rows], inputs.full[rows]).exp()
     if name == "logit_diff":
         a = torch.tensor([int(x) for x in inputs.answer_ids[rows]], device=kept.device)
         b = torch.tensor([int(x) for x in inputs.other_ids[rows]], device=kept.device)
@@ -136,30 +138,56 @@ def _gradients_for(adapter: Any, model: Any, leaves: list[torch.Tensor],
             yield
 
 
-def attribute_heads(run: Any, metric_name: str | None = None) -> HeadAttribution:
-    """Estimated mean-ablation effect of every head on ``run``'s task inputs, per prompt.
+def attribute_heads(run: Any, metric_name: str | None = None, *, row_metric: Any = None,
+                    keep: Any = None) -> HeadAttribution:
+    """Estimated mean-ablation effect of every head on ``run``'s inputs, per prompt.
 
     Args:
-        run: a task :class:`~icltest.runs.run.Run` (its inputs and its mean-ablation reference).
+        run: a :class:`~icltest.runs.run.Run` (its inputs and its mean-ablation reference).
         metric_name: "answer_logprob" (default; also for recall / accuracy / answer_prob runs)
             or "logit_diff" (default for a logit_diff run).
+        row_metric: ``row_metric(logits, rows) -> [rows]`` differentiable per-row metric from the
+            kept logits, replacing the task metric (token probes: see
+            :func:`icltest.circuits.probe_row_metric`); ``keep`` is then the kept positions (int
+            or index tensor). Inputs without a mask (probes) count every position.
     """
-    loaded, inputs = run.loaded, run.inputs
-    model, adapter = loaded.model, loaded.adapter
     name = metric_name or ("logit_diff" if run.metric.name == "logit_diff" else "answer_logprob")
     ref = run._reference("heads")
+    means = {layer: ref.mean(layer) for layer in range(run.loaded.adapter.n_layers)}
+    return attribute_inputs(run.loaded, run.inputs, means, name, run.session, row_metric=row_metric, keep=keep)
+
+
+def attribute_inputs(loaded: Any, inputs: Any, means: dict[int, torch.Tensor], name: str, session: Any = None,
+                     last_only: bool = False, *, row_metric: Any = None, keep: Any = None) -> HeadAttribution:
+    """:func:`attribute_heads` on given inputs and per-head means.
+
+    Args:
+        inputs: ``tokens``, ``mask``, ``kept``, ``answer_tokens``, ``full`` (and ``answer_ids`` /
+            ``other_ids`` for logit_diff), like a task run's inputs.
+        means: layer -> [n_heads, head_dim] the value each head's z moves to.
+        name: "answer_logprob", "answer_prob" or "logit_diff".
+        session: counts forward passes (optional).
+        last_only: move z at the last position only (function vectors' causal indirect effect),
+            instead of at every valid position (mean ablation).
+        row_metric, keep: as :func:`attribute_heads`.
+    """
+    model, adapter = loaded.model, loaded.adapter
     device = next(model.parameters()).device
     L, H, D = adapter.n_layers, adapter.n_heads, adapter.head_dim
-    means = {layer: ref.mean(layer).float().to(device) for layer in range(L)}
+    means = {layer: means[layer].float().to(device) for layer in range(L)}
     n = inputs.tokens.shape[0]
     effect = torch.zeros(n, L, H)
     metric = torch.zeros(n)
-    kept = inputs.kept
+    kept = inputs.kept if keep is None else keep
     start, passes = time.perf_counter(), 0
     for c in range(0, n, CHUNK):
         rows = slice(c, min(n, c + CHUNK))
-        ids, mask = inputs.tokens[rows].to(device), inputs.mask[rows].to(device)
-        valid = mask.bool()
+        ids = inputs.tokens[rows].to(device)
+        mask = inputs.mask[rows].to(device) if inputs.mask is not None else None
+        valid = mask.bool() if mask is not None else torch.ones_like(ids, dtype=torch.bool)
+        if last_only:
+            valid = torch.zeros_like(valid)
+            valid[:, -1] = True
         clean: dict[int, torch.Tensor] = {}
 
         def accumulate(layer: int, grad_z: torch.Tensor) -> None:
@@ -183,9 +211,11 @@ def attribute_heads(run: Any, metric_name: str | None = None) -> HeadAttribution
         handlers = {HookPoint(layer, "z"): [reader(layer)] for layer in range(L)}
         leaves: list[torch.Tensor] = []
         with _gradients_for(adapter, model, leaves, on_post_grad), hooked(adapter, handlers):
-            values = _row_metric(inputs, logits_at(model, ids, kept, mask), rows, name)
+            logits = logits_at(model, ids, kept, mask)
+            values = row_metric(logits, rows) if row_metric is not None else _row_metric(inputs, logits, rows, name)
             torch.autograd.grad(values.sum(), leaves)
         metric[rows] = values.detach().float().cpu()
         passes += 1
-        run.session.forward_passes += 1
+        if session is not None:
+            session.forward_passes += 1
     return HeadAttribution(effect, metric, name, time.perf_counter() - start, passes)
