@@ -125,21 +125,29 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     return Measurement(effect, unit, details, probe, run.inputs.params.get("seed"))
 
 
-def _control(claim: Any, ctx: ClaimContext, run: Any, heads: list, effect: float, clean: float) -> dict[str, Any]:
-    """Ablate ``draws`` seeded random head sets (never a target) and place the target among them."""
-    from icltest.runs.run import Ablation
-    from icltest.scores.control import control_summary, draw_layer_matched_heads, draw_random_heads
+def control_draws(control: Any, ctx: ClaimContext, heads: list) -> tuple[int, list[list[tuple[int, int]]]]:
+    """(heads per draw, the draws) a :class:`ControlSpec` asks for: ``random_heads`` heads from any
+    layer, or ``match: layers``; never a target. Errors point at the claim's ``control``."""
+    from icltest.scores.control import draw_layer_matched_heads, draw_random_heads
 
-    control, adapter, direction = claim.control, ctx.loaded.adapter, claim.expect.direction
+    adapter = ctx.loaded.adapter
     count = len(heads) if control.random_heads == "same_count" else int(control.random_heads)
     try:
         if control.match == "layers":
-            draws = draw_layer_matched_heads(adapter.n_heads, heads, draws=control.draws, seed=control.seed)
-        else:
-            draws = draw_random_heads(adapter.n_layers, adapter.n_heads, count, exclude=heads,
-                                      draws=control.draws, seed=control.seed)
+            return count, draw_layer_matched_heads(adapter.n_heads, heads, draws=control.draws, seed=control.seed)
+        return count, draw_random_heads(adapter.n_layers, adapter.n_heads, count, exclude=heads,
+                                        draws=control.draws, seed=control.seed)
     except InputError as exc:
         raise ClaimSpecError(ctx.location(("control",)), "control", str(exc)) from None
+
+
+def _control(claim: Any, ctx: ClaimContext, run: Any, heads: list, effect: float, clean: float) -> dict[str, Any]:
+    """Ablate ``draws`` seeded random head sets (never a target) and place the target among them."""
+    from icltest.runs.run import Ablation
+    from icltest.scores.control import control_summary
+
+    control, direction = claim.control, claim.expect.direction
+    count, draws = control_draws(control, ctx, heads)
     variants = [Ablation(heads=tuple(d), method=claim.method, post_norm=claim.post_norm) for d in draws]
     effects = [_effect(direction, clean, v) for v in run.values(variants)]  # stacked in the batch
     s = control_summary(effect, effects)
