@@ -1,0 +1,63 @@
+"""Concept injection (`kind: steering`) on a real model: gains, controls, sweeps, detection, per seed.
+
+    flock /tmp/icltest-real.lock .venv/bin/python benchmarks/steering.py smollm2-135m
+    flock /tmp/icltest-real.lock .venv/bin/python benchmarks/steering.py gemma3-270m
+
+Writes benchmarks/measurements/steering-<model>.json. Each seed sets the control draws' seed and a
+seeded sample of 40 of the 50 shipped baseline words.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from icltest.claims import steering
+from icltest.claims.base import ClaimContext, Target
+from icltest.models.loading import ModelSource
+from icltest.session import Session
+
+CONCEPTS = ["ocean", "bread", "music", "fire", "dog"]
+LAYERS = [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0]
+CONFIGS = {
+    # the seed's pseudo code: plain "Tell me about {word}", raw multiplier
+    "plain-raw": dict(chat_template="no", scale="raw", layer=0.5, strength=1.0,
+                      sweep={"strengths": [0.25, 0.5, 1.0, 2.0, 4.0, 8.0],
+                             "layers": LAYERS}),
+    # Anthropic's setting: chat-format concept prompts; strength in units of the residual norm
+    "chat-norm": dict(chat_template="yes", scale="norm", layer=0.5, strength=0.5,
+                      sweep={"strengths": [0.125, 0.25, 0.5, 1.0, 2.0],
+                             "layers": LAYERS}),
+}
+
+
+def main(alias: str, chat_seeds: tuple[int, ...] = (0, 1, 2)) -> None:
+    session = Session()
+    loaded = session.model(ModelSource(alias=alias))
+    path = Path(__file__).parent / "measurements" / f"steering-{alias}.json"
+    out: dict = {"model": alias, "n_layers": loaded.adapter.n_layers, "concepts": CONCEPTS, "runs": []}
+    for name, cfg in CONFIGS.items():
+        for seed in ((0, 1, 2) if name == "plain-raw" else chat_seeds):
+            spec = dict(id="bench", kind="steering", concepts=CONCEPTS, baseline_n=40, seed=seed, generate=16,
+                        expect={"gain": ">= 0"}, control={"draws": 19, "seed": seed},
+                        detection={"new_tokens": 24} if seed == 0 else None, **cfg)
+            if seed != 0:  # sweeps (and detection) at seed 0 only: the shared CPU's time
+                spec["sweep"] = None
+            claim = steering.Schema.model_validate({k: v for k, v in spec.items() if v is not None})
+            ctx = ClaimContext(session, loaded, None, lambda path: str(path))
+            for concept in CONCEPTS:
+                t0 = time.time()
+                m = steering.measure(claim, Target(concept), ctx)
+                v = steering.judge(claim, Target(concept), m)
+                out["runs"].append({"config": name, "seed": seed, "concept": concept, "gain": m.value,
+                                    "seconds": round(time.time() - t0, 2), "summary": v.summary, "details": m.details})
+                print(name, seed, concept, round(m.value, 3), v.summary[:200], flush=True)
+                path.write_text(json.dumps(out, indent=1, default=str))  # after every run
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    # chat-norm seeds: `--chat-seeds 0,1,2`; default seed 0 only (the shared CPU's time)
+    default = (0,)
+    main(sys.argv[1], tuple(int(x) for x in sys.argv[3].split(",")) if sys.argv[2:3] == ["--chat-seeds"] else default)
