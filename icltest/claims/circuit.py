@@ -257,6 +257,10 @@ def _positions(claim: Any, run: Any, ctx: ClaimContext) -> tuple[int, ...] | Non
         from icltest.scores.metrics import segment_positions
 
         probe = run.inputs.probe
+        if run.inputs.params.get("kind") != "repeated_random":
+            raise ClaimSpecError(ctx.location(("positions",)), "positions",
+                                 "positions: second_half needs a repeated_random probe (its later copies); "
+                                 "give a list of positions for other inputs")
         return tuple(segment_positions(prefix=probe.prefix, segment=probe.segment, repeats=probe.params["repeats"],
                                        part="second_half"))
     bad = [p for p in claim.positions if not -seq <= p < seq]
