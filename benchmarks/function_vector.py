@@ -94,7 +94,7 @@ def part_roles(ctx: Any, tasks: list[str], seeds: list[int], top: int, scale: fl
     rows = []
     for role in ("in_context", "parametric"):
         hclaim = HA.Schema.model_validate({"id": "r", "kind": "head_attribution", "role": role, "split": "select",
-                                           "expect": {"spearman": ">= 0"}})
+                                           "heads": [[0, 0]], "expect": {"rank": ">= 1"}})
         score, _ = HA.role_score(hclaim, ctx)
         heads = sorted(rank_heads(score, top))
         for task in tasks:
@@ -112,7 +112,8 @@ def part_roles(ctx: Any, tasks: list[str], seeds: list[int], top: int, scale: fl
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
-    ap.add_argument("--part", choices=("main", "agreement", "roles"), required=True)
+    ap.add_argument("--part", choices=("main", "agreement", "roles", "all"), required=True)
+    ap.add_argument("--role-seeds", default="0")
     ap.add_argument("--tasks", default="antonym,capitalize,country_capital")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--top", type=int, default=10)
@@ -121,18 +122,24 @@ def main() -> None:
     args = ap.parse_args()
     tasks, seeds = args.tasks.split(","), [int(s) for s in args.seeds.split(",")]
     ctx = context(args.model)
-    start = time.perf_counter()
-    if args.part == "main":
-        result: Any = part_main(ctx, tasks, seeds, args.top, args.scale)
-    elif args.part == "agreement":
-        result = [part_agreement(ctx, task, 5, 32) for task in tasks]
-    else:
-        result = part_roles(ctx, tasks, seeds, args.top, args.scale)
-    path = OUT / f"function_vector-{args.model}.json"
-    data = json.loads(path.read_text()) if path.exists() else {"model": args.model}
-    data[args.key or args.part] = {"command": f"benchmarks/function_vector.py --model {args.model} --part {args.part} "
-                                              f"--tasks {args.tasks} --seeds {args.seeds} --top {args.top} --scale {args.scale}",
-                                   "seconds": round(time.perf_counter() - start, 1), "rows": result}
+    command = (f"benchmarks/function_vector.py --model {args.model} --part {args.part} --tasks {args.tasks} "
+               f"--seeds {args.seeds} --top {args.top} --scale {args.scale} --role-seeds {args.role_seeds}")
+    parts = ("main", "agreement", "roles") if args.part == "all" else (args.part,)
+    for part in parts:
+        start = time.perf_counter()
+        if part == "main":
+            result: Any = part_main(ctx, tasks, seeds, args.top, args.scale)
+        elif part == "agreement":
+            result = [part_agreement(ctx, tasks[0], 5, 32)]
+        else:
+            result = part_roles(ctx, tasks, [int(s) for s in args.role_seeds.split(",")], args.top, args.scale)
+        save(args.model, args.key or part, {"command": command, "seconds": round(time.perf_counter() - start, 1), "rows": result})
+
+
+def save(model: str, key: str, value: Any) -> None:
+    path = OUT / f"function_vector-{model}.json"
+    data = json.loads(path.read_text()) if path.exists() else {"model": model}
+    data[key] = value
     path.write_text(json.dumps(data, indent=1, default=str) + "\n")
 
 
