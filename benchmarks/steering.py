@@ -37,11 +37,15 @@ def main(alias: str, chat_seeds: tuple[int, ...] = (0, 1, 2)) -> None:
     loaded = session.model(ModelSource(alias=alias))
     path = Path(__file__).parent / "measurements" / f"steering-{alias}.json"
     out: dict = {"model": alias, "n_layers": loaded.adapter.n_layers, "concepts": CONCEPTS, "runs": []}
+    chat = bool(getattr(loaded.tokenizer, "chat_template", None))
+    out["chat_template"] = chat  # gemma3-270m (the base checkpoint) has none: no chat-norm runs, no detection probe
     for name, cfg in CONFIGS.items():
+        if name == "chat-norm" and not chat:
+            continue
         for seed in ((0, 1, 2) if name == "plain-raw" else chat_seeds):
             spec = dict(id="bench", kind="steering", concepts=CONCEPTS, baseline_n=40, seed=seed, generate=16,
                         expect={"gain": ">= 0"}, control={"draws": 19, "seed": seed},
-                        detection={"new_tokens": 24} if seed == 0 else None, **cfg)
+                        detection={"new_tokens": 24} if seed == 0 and chat else None, **cfg)
             if seed != 0:  # sweeps (and detection) at seed 0 only: the shared CPU's time
                 spec["sweep"] = None
             claim = steering.Schema.model_validate({k: v for k, v in spec.items() if v is not None})
