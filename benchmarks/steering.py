@@ -2,6 +2,7 @@
 
     flock /tmp/icltest-real.lock .venv/bin/python benchmarks/steering.py smollm2-135m
     flock /tmp/icltest-real.lock .venv/bin/python benchmarks/steering.py gemma3-270m
+    flock /tmp/icltest-real.lock .venv/bin/python benchmarks/steering.py gemma3-270m --seeds 1,2 --append
 
 Writes benchmarks/measurements/steering-<model>.json. Each seed sets the control draws' seed and a
 seeded sample of 40 of the 50 shipped baseline words.
@@ -32,17 +33,20 @@ CONFIGS = {
 }
 
 
-def main(alias: str, chat_seeds: tuple[int, ...] = (0, 1, 2)) -> None:
+def main(alias: str, chat_seeds: tuple[int, ...] = (0,), seeds: tuple[int, ...] = (0, 1, 2),
+         append: bool = False) -> None:
     session = Session()
     loaded = session.model(ModelSource(alias=alias))
     path = Path(__file__).parent / "measurements" / f"steering-{alias}.json"
     out: dict = {"model": alias, "n_layers": loaded.adapter.n_layers, "concepts": CONCEPTS, "runs": []}
+    if append and path.exists():  # keep the runs of other seeds (e.g. seed 0's sweeps) and add these
+        out["runs"] = [r for r in json.loads(path.read_text())["runs"] if r["seed"] not in seeds]
     chat = bool(getattr(loaded.tokenizer, "chat_template", None))
     out["chat_template"] = chat  # gemma3-270m (the base checkpoint) has none: no chat-norm runs, no detection probe
     for name, cfg in CONFIGS.items():
         if name == "chat-norm" and not chat:
             continue
-        for seed in ((0, 1, 2) if name == "plain-raw" else chat_seeds):
+        for seed in (seeds if name == "plain-raw" else chat_seeds):
             spec = dict(id="bench", kind="steering", concepts=CONCEPTS, baseline_n=40, seed=seed, generate=16,
                         expect={"gain": ">= 0"}, control={"draws": 19, "seed": seed},
                         detection={"new_tokens": 24} if seed == 0 and chat else None, **cfg)
@@ -62,6 +66,13 @@ def main(alias: str, chat_seeds: tuple[int, ...] = (0, 1, 2)) -> None:
 
 
 if __name__ == "__main__":
-    # chat-norm seeds: `--chat-seeds 0,1,2`; default seed 0 only (the shared CPU's time)
-    default = (0,)
-    main(sys.argv[1], tuple(int(x) for x in sys.argv[3].split(",")) if sys.argv[2:3] == ["--chat-seeds"] else default)
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--chat-seeds", default="0", help="chat-norm seeds (default 0 only: the shared CPU's time)")
+    ap.add_argument("--seeds", default="0,1,2", help="plain-raw seeds")
+    ap.add_argument("--append", action="store_true", help="keep the JSON's runs of other seeds")
+    args = ap.parse_args()
+    main(args.model, tuple(int(x) for x in args.chat_seeds.split(",")), tuple(int(x) for x in args.seeds.split(",")),
+         args.append)

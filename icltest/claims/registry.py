@@ -35,6 +35,10 @@ BUILTIN: dict[str, str] = {
     "logit_attribution": "icltest.claims.logit_attribution",
     "head_attribution": "icltest.claims.head_attribution",
     "source_tracking": "icltest.claims.source_tracking",
+    "function_vector": "icltest.claims.function_vector",
+    "steering": "icltest.claims.steering",
+    "circuit": "icltest.claims.circuit",
+    "implicit_update": "icltest.claims.implicit_update",
 }
 _REGISTERED: dict[str, Any] = {}
 REQUIRED = ("Schema", "targets", "measure", "judge")

@@ -119,7 +119,8 @@ def test_outside_kind_errors_are_located(pytester: pytest.Pytester, outside_kind
     assert re.search(rf"icl_badkind\.yaml:{_line_of(bad_kind, 'head_cont')}:11: .*unknown claim kind 'head_cont' "
                      r"\(did you mean 'head_count'\?\)", out), out
     assert ("head_score, head_rank, ablation, icl_score, task_accuracy, property, head_attention, "
-            "logit_attribution, head_attribution, source_tracking, head_count") in out
+            "logit_attribution, head_attribution, source_tracking, function_vector, steering, circuit, "
+            "implicit_update, head_count") in out
 
 
 def test_outside_kind_is_in_the_json_schema(outside_kind: Path, tmp_path: Path) -> None:
@@ -130,7 +131,8 @@ def test_outside_kind_is_in_the_json_schema(outside_kind: Path, tmp_path: Path) 
     schema = json.loads(target.read_text())
     mapping = schema["properties"]["claims"]["items"]["discriminator"]["mapping"]
     assert set(mapping) == {"head_score", "head_rank", "ablation", "icl_score", "task_accuracy", "property",
-                            "head_attention", "logit_attribution", "head_attribution", "source_tracking", "head_count"}
+                            "head_attention", "logit_attribution", "head_attribution", "source_tracking", "function_vector",
+                            "steering", "circuit", "implicit_update", "head_count"}
     definition = schema["$defs"][mapping["head_count"].rsplit("/", 1)[-1]]
     assert set(definition["properties"]) >= {"id", "kind", "per_layer", "expect", "marks", "probe"}
     assert definition["additionalProperties"] is False

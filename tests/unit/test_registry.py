@@ -14,8 +14,9 @@ from icltest.claims import registry
 from icltest.errors import ClaimKindError, IcltestError
 from icltest.schema import ClaimBase, Expectation, SpecError, load_spec
 
-BUILTINS = ["ablation", "head_attention", "head_attribution", "head_rank", "head_score", "icl_score",
-            "logit_attribution", "property", "source_tracking", "task_accuracy"]
+BUILTINS = ["ablation", "circuit", "function_vector", "head_attention", "head_attribution", "head_rank", "head_score",
+            "icl_score", "implicit_update", "logit_attribution", "property", "source_tracking", "steering",
+            "task_accuracy"]
 SPEC = "schema_version: 1\nmodel: smollm2-135m\nclaims:\n  - id: a\n    kind: vocab_size\n    expect: '> 10'\n"
 
 
