@@ -165,9 +165,23 @@ class CircuitClaim(ClaimBase):
         if self.positions == "second_half" and task:
             raise ValueError("positions: second_half is the token probe's later copies; task metrics take a list "
                              "of positions such as [-1]")
+        if task and isinstance(self.positions, list) and any(p >= 0 for p in self.positions):
+            raise ValueError(f"positions {self.positions}: task prompts are left-padded, so a position counted from "
+                             "the start is a different token in each row; count from the end ([-1] is the last)")
         if self.curve is not None:
             if self.curve.sizes[-1] != 1.0:
                 raise ValueError("curve.sizes must end at 1 (the whole universe), as MIB's do")
+            cpr = self.curve.expect.cpr if self.curve.expect is not None else None
+            if cpr is not None:
+                # f(1) = 1 by construction (nothing ablated): a ranking that recovers nothing below the whole
+                # universe still gets the last trapezoid, (1 - k_prev) / 2. A lower bound at or under it
+                # cannot fail.
+                free = (1.0 - self.curve.sizes[-2]) / 2
+                if cpr.op in (">=", ">", "between") and cpr.bound <= free:
+                    raise ValueError(
+                        f"curve.expect.cpr {cpr} cannot fail: f(1) = 1 by construction, so a ranking that recovers "
+                        f"nothing below the whole universe already scores CPR {free:.4g} with these sizes (the "
+                        f"last trapezoid, from {self.curve.sizes[-2]:g} to 1); bound CPR above {free:.4g} or bound CMD")
             if self.curve.ranking == "attribution" and self.universe != "heads":
                 raise ValueError("curve ranking: attribution ranks heads only; use universe: heads or a ranked list")
             if self.curve.ranking == "attribution" and self.ablation != "mean":
@@ -270,6 +284,25 @@ def _positions(claim: Any, run: Any, ctx: ClaimContext) -> tuple[int, ...] | Non
     return tuple(sorted({p % seq for p in claim.positions}))
 
 
+def _check_seeds(claim: Any, ctx: ClaimContext, run: Any) -> None:
+    """On the token probe a seed names the inputs: the judged probe, the head scan, the attribution
+    ranking and the ablation reference must all be different probes (select on one set, judge on
+    another, take means from a third). Task metrics keep them apart by split instead."""
+    if run.is_task:
+        return
+    judged = _probe_seed(ctx, claim)
+    others = {("reference", "seed"): run.reference_seed}
+    if any(isinstance(p, TopHeads) for p in claim.heads):
+        others[("select_seed",)] = claim.select_seed if claim.select_seed is not None else judged + 2
+    if claim.curve is not None and claim.curve.ranking == "attribution":
+        others[("curve", "select_seed")] = claim.curve.select_seed if claim.curve.select_seed is not None else judged + 2
+    for key, seed in others.items():
+        if seed == judged:
+            raise ClaimSpecError(ctx.location(key), ".".join(key),
+                                 f"seed {seed} is the judged probe's own seed: these inputs must differ from the "
+                                 f"ones judged (the defaults are the judged seed + 1 for means, + 2 for selection)")
+
+
 def _harm(direction: str, clean: float, ablated: float) -> float:
     return ablated - clean if direction == "increase" else clean - ablated
 
@@ -284,6 +317,7 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
         if not 0 <= layer < adapter.n_layers:
             raise ClaimSpecError(ctx.location(("mlps",)), "mlps",
                                  f"MLP layer {layer} out of range for this model (layers 0-{adapter.n_layers - 1})")
+    _check_seeds(claim, ctx, run)
     circuit = [Node(l, h) for l, h in heads] + [Node(l) for l in sorted(set(claim.mlps))]
     universe = universe_nodes(adapter.n_layers, adapter.n_heads, claim.universe)
     inside = set(circuit)

@@ -83,16 +83,12 @@ class Sweep(_Strict):
     layers: list[LayerIndex] | None = Field(None, min_length=1, description="gain vs layer at the claim's strength")
 
 
-class DetectionExpect(_Strict):
-    yes_gain: Expectation | None = Field(None, description="mean P(yes-like first token) injected - not injected")
-    named: Expectation | None = Field(None, description="share of injected trials whose greedy answer names the concept")
-
-
 class Detection(_Strict):
-    """The seed's detection dialogue; the vector injected from 'Trial 1' on."""
+    """The seed's detection dialogue; the vector injected from 'Trial 1' on. Reported, never judged:
+    one dialogue per concept is one trial (injected vs control trial vs random vector), a number
+    with no spread, and no verdict should rest on it."""
 
     new_tokens: int = Field(24, ge=1, le=256, description="greedy answer length")
-    expect: DetectionExpect | None = None
 
 
 class SteeringClaim(ClaimBase):
@@ -120,11 +116,18 @@ class SteeringClaim(ClaimBase):
     @field_validator("template")
     @classmethod
     def _has_word(cls, value: str) -> str:
+        import string
+
         try:
-            value.format(word="x")
-        except (KeyError, IndexError, ValueError) as exc:
+            fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(value) if name is not None]
+        except ValueError as exc:
             raise ValueError(f"template {value!r} must contain {{word}} and no other braces ({exc})") from None
-        if "{word}" not in value:
+        odd = ["{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+               for name, spec, conv in fields if name != "word" or spec or conv]
+        if odd:  # a format spec or attribute access is not a word: {word:>9999}, {word.__class__}
+            raise ValueError(f"template {value!r}: the only placeholder allowed is a bare {{word}}, got "
+                             f"{', '.join(odd)}; double other braces ({{{{ }}}})")
+        if not fields:
             raise ValueError(f"template {value!r} has no {{word}}: the concept would never appear")
         return value
 
@@ -295,6 +298,7 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
         wrong, _ = _gains(claim, ctx, s, torch.stack([cv.at(c, layer) for c in others]), layer, claim.strength, token_ids)
         details["wrong_concepts"] = {c: round(g, 4) for c, g in zip(others, wrong)}
         details["wrong_concept_mean"] = round(statistics.fmean(wrong), 4)
+    details["token_echo"] = _token_echo(claim, ctx, s, v, layer, token_ids, concept)
     draws = None
     if claim.control is not None:
         draws, _ = _gains(claim, ctx, s, st.random_like(v, claim.control.draws, claim.control.seed), layer,
@@ -312,6 +316,24 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
              f"{len(s['seqs'])} neutral prompts, {len(s['baseline'])} baseline words, template {claim.template!r}"
              f"{', chat template' if s['chat'] else ''}")
     return Measurement(gain, "log-prob gain (nats)", details, probe, claim.control.seed if claim.control else None)
+
+
+def _token_echo(claim: Any, ctx: ClaimContext, s: dict[str, Any], v: Any, layer: int, token_ids: list[int],
+                concept: str) -> dict[str, Any]:
+    """The gain from the input embedding of the token the concept prompt ends on, scaled to ||v||.
+
+    In the plain template the vector is read at the concept word's own token, so part of it is that
+    token's identity; this reference says how much of the gain an embedding direction of the same
+    norm gets on its own (reported, not judged)."""
+    from icltest.interventions import steering as st
+
+    tok, model = ctx.loaded.tokenizer, ctx.loaded.model
+    last = st.encode_texts(tok, [claim.template.format(word=concept)], s["chat"])[0][-1]
+    row = model.get_input_embeddings().weight[last].detach().float()
+    direction = row / row.norm() * v.float().norm()
+    (gain,), _ = _gains(claim, ctx, s, direction.to(v.dtype)[None], layer, claim.strength, token_ids)
+    return {"gain": round(gain, 4), "token": tok.decode([last]),
+            "what": "input embedding of the concept prompt's last token, scaled to ||v||, injected the same way"}
 
 
 def _sweeps(claim: Any, ctx: ClaimContext, s: dict[str, Any], concept: str, token_ids: list[int],
@@ -438,6 +460,8 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
                      f"{'' if ok else ' FAILED'}")
     if "wrong_concept_mean" in d:
         parts.append(f"other concepts' vectors {d['wrong_concept_mean']:.3f}")
+    if "token_echo" in d:
+        parts.append(f"the prompt token's own embedding at ||v|| {d['token_echo']['gain']:.3f}")
     if "control" in d:
         c = d["control"]
         parts.append(f"random directions {c['mean']:.3f} +- {c['sd']:.3f}, p {c['p']:.3g}, z {c['z']:.3g}")
@@ -451,8 +475,6 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
         det = d["detection"]
         parts.append(f"detection P(yes) {det['p_yes']['injected']:.3f} injected vs {det['p_yes']['control trial']:.3f} "
                      f"control trial, names concept {det['named']:.0f}")
-        if claim.detection.expect is not None:
-            passed &= _bounds(claim.detection.expect, ("yes_gain", "named"), det, "detection", expects, parts)
     if math.isnan(m.value):
         passed = False
     return Verdict(bool(passed), "; ".join(expects), "; ".join(parts), m)

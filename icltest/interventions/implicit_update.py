@@ -291,7 +291,7 @@ def applied_rank_ratio(param: torch.Tensor, delta: torch.Tensor) -> float:
 # ------------------------------------------------------------------------------------ growth
 
 def context_growth(adapter: Any, prefix: Sequence[int], context: Sequence[int], query: Sequence[int],
-                   layers: Sequence[int]) -> dict[int, torch.Tensor]:
+                   layers: Sequence[int], chunk: int = 16) -> dict[int, torch.Tensor]:
     """||dW_i||_F for the context's first i tokens, i = 0 .. len(context), per layer.
 
     ``dW_i`` is the patch of every matrix that reads the MLP input for the prompt
@@ -299,19 +299,30 @@ def context_growth(adapter: Any, prefix: Sequence[int], context: Sequence[int], 
     ``||dW_i||_F = ||W (A_i - A_0)|| / ||A_0||`` with ``W`` those matrices stacked. Steps
     ``W_{i+1} - W_i`` (the seed's gradient-descent view, learning rate ``1 / ||A(x)||^2``) have norm
     ``||W (A_{i+1} - A_i)|| / ||A_0||``; :func:`growth_steps` reads them off the same activations.
-    One left-padded forward of all len(context) + 1 prompts.
+    Left-padded forwards of ``chunk`` prompts at a time; each hook keeps only the last token, so
+    memory grows with ``chunk x longest prompt``, not with the number of prefixes.
 
     Returns:
         layer -> [len(context) + 1, d_model] last-token MLP inputs ``A_i`` (float64).
     """
+    from icltest.models.hookpoints import hooked
     from icltest.probes.prompts import pad_left
 
     rows = [list(prefix) + list(context[:i]) + list(query) for i in range(len(context) + 1)]
     model = adapter.model
-    ids, mask = pad_left(rows, 0)
     hps = [HookPoint(layer, "mlp_in") for layer in layers]
-    store = capture(adapter, hps, lambda: logits_at(model, ids, 1, mask))
-    return {hp.layer: store[hp][:, -1].double() for hp in hps}
+    out: dict[int, list[torch.Tensor]] = {hp.layer: [] for hp in hps}
+
+    def keep_last(layer: int) -> Any:
+        def read(x: torch.Tensor) -> None:
+            out[layer].append(x[:, -1].detach().double())
+        return read
+
+    for start in range(0, len(rows), chunk):
+        ids, mask = pad_left(rows[start:start + chunk], 0)
+        with torch.no_grad(), hooked(adapter, {hp: [keep_last(hp.layer)] for hp in hps}):
+            logits_at(model, ids, 1, mask)
+    return {layer: torch.cat(parts) for layer, parts in out.items()}
 
 
 def growth_norms(adapter: Any, layer: int, acts: torch.Tensor) -> tuple[list[float], list[float]]:

@@ -273,6 +273,11 @@ def test_good_specs_load(tmp_path):
     ("heads: [0.0], " + LOSS + ", expect: {faithfulness: '>= 0.5'}, curve: {ranking: ['mlp.1']}", "universe: heads has none"),
     ("heads: [0.0], positions: second_half, metric: {name: accuracy, task: antonym}, expect: {faithfulness: '>= 0.5'}",
      "second_half"),
+    ("heads: [0.0], positions: [3], metric: {name: accuracy, task: antonym}, expect: {faithfulness: '>= 0.5'}",
+     "left-padded"),
+    # f(1) = 1 alone gives (1 - 0.5) / 2 = 0.25 with these sizes: a CPR bound at or under it cannot fail
+    ("heads: [0.0], " + LOSS + ", expect: {faithfulness: '>= 0.5'}, "
+     "curve: {ranking: attribution, sizes: [0.1, 0.5, 1], expect: {cpr: '>= 0.25'}}", "cannot fail"),
 ])
 def test_bad_specs_are_one_located_error(tmp_path, text, message):
     error = _error(tmp_path, "  - {id: a, kind: circuit, " + text + "}\n")
@@ -285,3 +290,22 @@ def test_heads_out_of_range_point_at_the_spec(tmp_path, known):
     claim = _claim(tmp_path, f"  - {{id: a, kind: circuit, heads: [0.0, 5.0], {LOSS}, expect: {{faithfulness: '>= 0.5'}}}}\n")
     with pytest.raises(ClaimSpecError, match="out of range"):
         cc.measure(claim, cc.targets(claim)[0], _ctx(known))
+
+
+def test_a_cpr_bound_above_the_free_last_trapezoid_is_accepted(tmp_path):
+    claim = _claim(tmp_path, "  - {id: a, kind: circuit, heads: [0.0], " + LOSS + ", expect: {faithfulness: '>= 0.5'}, "
+                             "curve: {ranking: attribution, sizes: [0.1, 0.5, 1], expect: {cpr: '>= 0.3'}}}\n")
+    assert claim.curve.expect.cpr.bound == 0.3
+    # the arithmetic behind the refusal: a curve that recovers nothing below k = 1
+    assert curve_areas([0.1, 0.5, 1.0], [0.0, 0.0, 1.0])[0] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("field,key", [("select_seed: 0", "select_seed"), ("reference: {seed: 0}", "reference.seed")])
+def test_selection_or_reference_on_the_judged_probe_is_refused(tmp_path, known, field, key):
+    from icltest.claims.base import ClaimSpecError
+
+    claim = _claim(tmp_path, f"  - {{id: a, kind: circuit, heads: [{{top: 1, by: induction}}], {field}, {LOSS}, "
+                             "expect: {faithfulness: '>= 0.5'}}\n")
+    with pytest.raises(ClaimSpecError, match="judged probe's own seed") as info:
+        cc.measure(claim, cc.targets(claim)[0], _ctx(known))  # the judged probe is seed 0
+    assert key in str(info.value)

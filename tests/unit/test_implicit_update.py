@@ -347,6 +347,27 @@ def test_growth_expectation_is_judged_on_every_layer(tmp_path):
         details["growth"] = {"rho_median_per_layer": rhos}
         verdict = claim_mod.judge(claim, target, Measurement(1e-7, "relative error", details))
         assert not verdict.passed and "growth rho" in verdict.expect
+    # a lower bound is judged on every layer too, not on the largest rho
+    claim = _claim(tmp_path, "  - {id: a, kind: implicit_update, task: antonym, expect: {rel_error: '<= 1e-4'}, "
+                             "growth: {expect: {rho: '>= 0.2'}}}\n")
+    details["growth"] = {"rho_median_per_layer": [-0.9, 0.3]}
+    verdict = claim_mod.judge(claim, target, Measurement(1e-7, "relative error", details))
+    assert not verdict.passed and "FAILED at layer 0 -0.900" in verdict.summary
+    details["growth"] = {"rho_median_per_layer": [0.25, 0.3]}
+    assert claim_mod.judge(claim, target, Measurement(1e-7, "relative error", details)).passed
+
+
+def test_growth_activations_are_the_same_in_chunks_of_any_size():
+    from icltest.testing.tiny_configs import build_tiny
+
+    model = build_tiny("llama")
+    adapter = Adapter.for_model(model)
+    context, query = list(range(5, 25)), [30, 31, 32]
+    one = iu.context_growth(adapter, [1], context, query, [0, 1], chunk=64)
+    parts = iu.context_growth(adapter, [1], context, query, [0, 1], chunk=3)
+    for layer in (0, 1):
+        assert one[layer].shape == (len(context) + 1, model.config.hidden_size)
+        torch.testing.assert_close(parts[layer], one[layer], rtol=1e-5, atol=1e-6)
 
 
 def test_growth_rho_detects_shrinking_steps():

@@ -227,6 +227,19 @@ def test_measure_on_a_tiny_model_reports_controls_and_sweeps(tok, tmp_path):
         want.append(torch.logsumexp(edited[[6, 20]], 0) - torch.logsumexp(clean[[6, 20]], 0))
     assert m.value == pytest.approx(float(torch.stack(want).mean()), abs=1e-4)
     assert m.details["concept_tokens"] == {"6": "ocean", "20": "Ocean"}
+    # token echo: the embedding of the prompt's last token ("ocean", id 6) scaled to ||v||, added the same way
+    v = cv.at("ocean", 1)
+    row = model.get_input_embeddings().weight[6].detach()
+    echo = []
+    for s in seqs:
+        with torch.no_grad():
+            clean = torch.log_softmax(model(input_ids=torch.tensor([s])).logits[0, -1], -1)
+            handle = _manual_add(model, 1, row / row.norm() * v.norm(), 2.0)
+            edited = torch.log_softmax(model(input_ids=torch.tensor([s])).logits[0, -1], -1)
+            handle.remove()
+        echo.append(torch.logsumexp(edited[[6, 20]], 0) - torch.logsumexp(clean[[6, 20]], 0))
+    assert m.details["token_echo"]["gain"] == pytest.approx(float(torch.stack(echo).mean()), abs=1e-3)
+    assert m.details["token_echo"]["token"] == "ocean"
     assert m.details["control"]["n"] == 4
     strength = m.details["sweeps"][0]
     assert strength["x"] == "strength" and strength["points"][1] == [2.0, pytest.approx(m.value, abs=1e-4)]
@@ -239,7 +252,15 @@ def test_measure_on_a_tiny_model_reports_controls_and_sweeps(tok, tmp_path):
 
 @pytest.mark.parametrize("body, where, message", [
     ("    concepts: [ocean]\n    layer: 3\n    strength: 1.0\n    template: 'about {thing}'\n    expect: {gain: '>= 1'}\n",
-     ":9:", "must contain {word}"),
+     ":9:", "only placeholder allowed is a bare {word}, got {thing}"),
+    ("    concepts: [ocean]\n    layer: 3\n    strength: 1.0\n    template: 'about {word:>99999999}'\n"
+     "    expect: {gain: '>= 1'}\n", ":9:", "got {word:>99999999}"),
+    ("    concepts: [ocean]\n    layer: 3\n    strength: 1.0\n    template: '{word} {word.__class__}'\n"
+     "    expect: {gain: '>= 1'}\n", ":9:", "got {word.__class__}"),
+    ("    concepts: [ocean]\n    layer: 3\n    strength: 1.0\n    template: 'about {word'\n    expect: {gain: '>= 1'}\n",
+     ":9:", "no other braces"),
+    ("    concepts: [ocean]\n    layer: 3\n    strength: 1.0\n    expect: {gain: '>= 1'}\n"
+     "    detection: {expect: {yes_gain: '>= 0.1'}}\n", ":10:", "unknown key"),
     ("    concepts: [ocean]\n    layer: 3\n    strength: 1.0\n    template: 'Tell me about it'\n    expect: {gain: '>= 1'}\n",
      ":9:", "has no {word}"),
     ("    concepts: []\n    layer: 3\n    strength: 1.0\n    expect: {gain: '>= 1'}\n", ":6:", "at least 1"),
