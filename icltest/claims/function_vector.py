@@ -145,7 +145,9 @@ def _prompt_set(claim: Any, ctx: ClaimContext, shuffled: bool) -> Any:
                                   shuffled_labels=shuffled, full_answers=False)
     except InputError as exc:
         raise ClaimSpecError(ctx.location(("shots",)), "shots", str(exc)) from None
-    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    from icltest.probes.prompts import pad_id
+
+    pad = pad_id(tok)
     ids, mask = pad_left(batch.input_ids, pad)
     import torch
 

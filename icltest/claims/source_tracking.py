@@ -80,7 +80,9 @@ def _features(claim: Any, ctx: ClaimContext, split: str) -> dict[str, Any]:
         batch, ids_ab = build_source_prompts(tok, n=claim.n, seed=claim.seed, split=split, shots=claim.shots)
     except InputError as exc:
         raise ClaimSpecError(ctx.location(("shots",)), "shots", str(exc)) from None
-    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    from icltest.probes.prompts import pad_id
+
+    pad = pad_id(tok)
     ids, mask = pad_left(batch.input_ids, pad)
     read = torch.zeros_like(ids, dtype=torch.bool)
     read[:, -1] = True

@@ -200,21 +200,13 @@ def accuracy_with(loaded: Any, inputs: Any, vectors: Sequence[tuple[int, torch.T
 
 def random_vectors(like: torch.Tensor, draws: int, seed: int) -> list[torch.Tensor]:
     """``draws`` vectors with Gaussian (seeded) directions and ``like``'s norm."""
-    gen = torch.Generator().manual_seed(int(seed))
-    norm = like.float().norm()
-    out = []
-    for _ in range(draws):
-        v = torch.randn(like.shape[-1], generator=gen)
-        out.append(v / v.norm() * norm)
-    return out
+    from icltest.scores.control import random_directions
+
+    return list(random_directions(like, draws, seed).unbind(0))
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Spearman correlation over the entries finite in both (average ranks for ties)."""
-    from scipy.stats import spearmanr
+    """Spearman correlation over the entries finite in both (see :func:`icltest.scores.ranking.spearman`)."""
+    from icltest.scores.ranking import spearman as rho
 
-    a, b = a.flatten().double(), b.flatten().double()
-    ok = torch.isfinite(a) & torch.isfinite(b)
-    if int(ok.sum()) < 3:
-        return float("nan")
-    return float(spearmanr(a[ok].numpy(), b[ok].numpy()).statistic)
+    return rho(a, b)

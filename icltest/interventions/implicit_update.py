@@ -415,11 +415,9 @@ def text_items(tokenizer: Any, *, corpus: str, context: int, query: int, n: int,
 
 def _spearman(values: Sequence[float]) -> float:
     """Spearman's rho of ``values`` against their index (1, 2, ...); NaN when constant."""
-    from scipy.stats import spearmanr
+    from icltest.scores.ranking import spearman
 
-    if len(values) < 3 or len(set(values)) < 2:
-        return float("nan")
-    return float(spearmanr(range(len(values)), values).statistic)
+    return spearman(list(range(len(values))), list(values))
 
 
 def measure_identity(adapter: Any, items: Sequence[Item], layers: Sequence[int], *, through: str = "mlp",

@@ -29,7 +29,7 @@ import torch
 
 from icltest.models.forward import logits_at
 from icltest.models.hookpoints import hooked, point
-from icltest.probes.prompts import bos_id_for, pad_left
+from icltest.probes.prompts import bos_id_for, pad_id, pad_left
 
 BATCH = 64
 
@@ -72,11 +72,6 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], chat: bool) -> list[list[
                 ids = [bos] + ids
         out.append(ids)
     return out
-
-
-def pad_id(tokenizer: Any) -> int:
-    found = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return int(found or 0)
 
 
 def last_token_resid(model: Any, adapter: Any, tokenizer: Any, seqs: Sequence[Sequence[int]],
@@ -206,9 +201,9 @@ def next_logits(model: Any, adapter: Any, seqs: Sequence[Sequence[int]], tokeniz
 
 def random_like(vector: torch.Tensor, draws: int, seed: int) -> torch.Tensor:
     """``draws`` seeded Gaussian directions, each with ``vector``'s L2 norm: [draws, d]."""
-    g = torch.Generator().manual_seed(int(seed))
-    r = torch.randn(draws, vector.shape[-1], generator=g)
-    return r / r.norm(dim=-1, keepdim=True) * vector.float().norm()
+    from icltest.scores.control import random_directions
+
+    return random_directions(vector, draws, seed)
 
 
 def kl_from(clean: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:

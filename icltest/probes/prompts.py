@@ -180,6 +180,13 @@ def task_label(params: dict[str, Any]) -> str:
     return f"task {params['task']}({', '.join(parts)}; reference split {params['reference_split']})"
 
 
+def pad_id(tokenizer: Any) -> int:
+    """The id that pads left-padded batches: the tokenizer's pad token, else EOS, else 0 (the
+    attention mask hides it either way)."""
+    found = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return int(found or 0)
+
+
 def pad_left(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad ragged id lists so every prompt's last token sits at position -1.
 

@@ -148,7 +148,9 @@ class Run:
         tok = self.loaded.tokenizer
         build = build_book_prompts if m.task in BOOK_KINDS else build_icl_prompts
         batch = build(m.task, tok, **kwargs)
-        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        from icltest.probes.prompts import pad_id
+
+        pad = pad_id(tok)
         # A fully scored row reads its answer teacher-forced: prompt + every answer token but the last.
         rows = [ids + tokens[:-1] if full else ids
                 for ids, tokens, full in zip(batch.input_ids, batch.answer_tokens, batch.full)]

@@ -104,6 +104,16 @@ def draw_layer_matched_heads(
     return out
 
 
+def random_directions(like: torch.Tensor, draws: int, seed: int) -> torch.Tensor:
+    """``draws`` seeded Gaussian directions, each with ``like``'s L2 norm: [draws, d] (float32).
+
+    The control for an injected vector (a function vector, a concept vector): is *this* direction
+    special, or does any vector of its size do the same?"""
+    g = torch.Generator().manual_seed(int(seed))
+    r = torch.randn(draws, like.shape[-1], generator=g)
+    return r / r.norm(dim=-1, keepdim=True) * like.float().norm()
+
+
 RATIO_MIN_SE = 3.0
 """A ratio to the control mean is reported only when |mean| exceeds this many standard errors."""
 RESOLUTION = 1e-6

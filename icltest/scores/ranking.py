@@ -7,6 +7,7 @@ measurement cannot be mistaken for a strong head.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -58,3 +59,16 @@ def top_heads(scores: Tensor, k: int) -> list[tuple[int, int, float]]:
             entries.append((nan, -value if not nan else 0.0, layer, head, value))
     entries.sort()
     return [(layer, head, value) for _, _, layer, head, value in entries[:k]]
+
+
+def spearman(a: Any, b: Any) -> float:
+    """Spearman's rho over the entries finite in both (average ranks for ties); NaN with fewer than 3
+    such entries or when either side is constant (no ranking to correlate)."""
+    from scipy.stats import spearmanr
+
+    a, b = torch.as_tensor(a).flatten().double(), torch.as_tensor(b).flatten().double()
+    ok = torch.isfinite(a) & torch.isfinite(b)
+    a, b = a[ok], b[ok]
+    if a.numel() < 3 or bool((a == a[0]).all()) or bool((b == b[0]).all()):
+        return float("nan")
+    return float(spearmanr(a.numpy(), b.numpy()).statistic)

@@ -165,7 +165,9 @@ def padded_with_spans(batch: Any, tokenizer: Any) -> tuple[torch.Tensor, torch.T
     if not batch.spans:
         raise InputError("span attention is measured on plain prompts with spans: with a chat template the parts "
                          "of the prompt have no spans; use chat_template: no")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    from icltest.probes.prompts import pad_id
+
+    pad = pad_id(tokenizer)
     ids, mask = pad_left(batch.input_ids, pad)
     return ids, mask, span_masks(batch.spans, mask)
 

@@ -5,6 +5,7 @@ import math
 import re
 
 import pytest
+import torch
 
 from icltest.errors import InputError
 from icltest.schema.expect import parse_comparison
@@ -291,3 +292,23 @@ def test_control_spec_errors(kwargs, fragment):
 
     with pytest.raises(ValidationError, match=re.escape(fragment)):
         _control(**kwargs)
+
+
+def test_random_directions_have_the_norm_and_replay_by_seed() -> None:
+    from icltest.scores.control import random_directions
+
+    like = torch.tensor([3.0, 4.0, 0.0, 0.0])  # norm 5
+    r = random_directions(like, 6, seed=2)
+    assert r.shape == (6, 4)
+    torch.testing.assert_close(r.norm(dim=-1), torch.full((6,), 5.0))
+    assert torch.equal(r, random_directions(like, 6, seed=2)) and not torch.equal(r, random_directions(like, 6, seed=3))
+    assert len({tuple(row.tolist()) for row in r}) == 6  # distinct directions
+
+
+def test_spearman_ignores_non_finite_entries_and_is_nan_without_a_ranking() -> None:
+    from icltest.scores.ranking import spearman
+
+    assert spearman([1, 2, 3, float("nan")], [10, 20, 30, 0]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(spearman([1, 2, 3], [5, 5, 5]))  # constant: no ranking
+    assert math.isnan(spearman([1, 2], [1, 2]))  # fewer than 3
