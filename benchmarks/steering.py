@@ -5,7 +5,7 @@
     flock /tmp/icltest-real.lock .venv/bin/python benchmarks/steering.py gemma3-270m --seeds 1,2 --append
 
 Writes benchmarks/measurements/steering-<model>.json. Each seed sets the control draws' seed and a
-seeded sample of 40 of the 50 shipped baseline words.
+seeded sample of 40 of the 50 shipped reference words.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def main(alias: str, chat_seeds: tuple[int, ...] = (0,), seeds: tuple[int, ...] 
         if name == "chat-norm" and not chat:
             continue
         for seed in (seeds if name == "plain-raw" else chat_seeds):
-            spec = dict(id="bench", kind="steering", concepts=CONCEPTS, baseline_n=40, seed=seed, generate=16,
+            spec = dict(id="bench", kind="steering", concepts=CONCEPTS, reference_n=40, seed=seed, generate=16,
                         expect={"gain": ">= 0"}, control={"draws": 19, "seed": seed},
                         detection={"new_tokens": 24} if seed == 0 and chat else None, **cfg)
             if seed != 0:  # sweeps (and detection) at seed 0 only: the shared CPU's time

@@ -68,6 +68,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if unknown:
         print(f"icltest scan: unknown score(s) {unknown}; choose from {', '.join(SCAN_SCORES)}", file=sys.stderr)
         return 2
+    if args.write_spec:  # scan at each --spec-seeds seed and write a starter spec (icltest/starter.py)
+        from icltest.starter import cmd_write_spec
+
+        return cmd_write_spec(args, scores)
     try:
         loaded = session.model(_model_source(args))
     except ModelUnavailable as exc:
@@ -266,15 +270,31 @@ def _layers_arg(text: str | None, n_layers: int) -> list[int]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from icltest.report import render_markdown
+    """Markdown to stdout, or to --markdown PATH; --html PATH writes the self-contained HTML report.
 
-    report = json.loads(Path(args.json).read_text())
-    text = render_markdown(report)
+    Exit 0 when no claim failed, 1 when one did, 2 when the file is not a readable report.
+    """
+    from icltest.report import render_markdown, write_html, write_markdown
+
+    try:
+        report = json.loads(Path(args.json).read_text(encoding="utf-8"))
+    except OSError as exc:
+        print(f"icltest report: cannot read {args.json}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"icltest report: {args.json} is not JSON ({exc})", file=sys.stderr)
+        return 2
+    if not (isinstance(report, dict) and isinstance(report.get("summary"), dict) and isinstance(report.get("claims"), list)):
+        print(f"icltest report: {args.json} is not an icltest report (no summary / claims); write one with "
+              "pytest --icl-json PATH", file=sys.stderr)
+        return 2
     if args.markdown:
-        Path(args.markdown).write_text(text)
-    else:
-        print(text)
-    return 0 if report["summary"]["failed"] == 0 else 1
+        write_markdown(report, Path(args.markdown))
+    if args.html:
+        write_html(report, Path(args.html))
+    if not (args.markdown or args.html):
+        print(render_markdown(report))
+    return 0 if report["summary"].get("failed", 0) == 0 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -318,11 +338,26 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--post-norm", dest="post_norm", default="frozen", choices=("frozen", "live"),
                       help="post-norm models (Gemma 2/3): keep the attention post-norm's scale at its clean value "
                            "(frozen, default: removes exactly the head's share of attn_out) or let it rescale (live)")
+    scan.add_argument("--write-spec", dest="write_spec", metavar="PATH",
+                      help="scan at each --spec-seeds seed and write a starter spec here: top heads per score with "
+                           "thresholds a margin below the worst seed, a rank claim, population claims for the rest")
+    scan.add_argument("--spec-seeds", dest="spec_seeds", default="0,1,2",
+                      help="probe seeds for --write-spec (default 0,1,2; the spec runs the first)")
+    scan.add_argument("--spec-top", dest="spec_top", type=int, default=3,
+                      help="--write-spec: at most this many head claims per score (default 3)")
+    scan.add_argument("--margin", type=float, default=0.02,
+                      help="--write-spec: smallest margin between a bound and the worst measured value; the margin "
+                           "is max(3 x sd over seeds, this, 10%% of the value) (default 0.02)")
+    scan.add_argument("--force", action="store_true", help="--write-spec: overwrite an existing file")
     scan.set_defaults(func=cmd_scan)
-    report = sub.add_parser("report", help="render a --icl-json report as Markdown")
+    report = sub.add_parser("report", help="render a --icl-json report as Markdown (stdout) or HTML")
     report.add_argument("json")
-    report.add_argument("--markdown", help="write here instead of stdout")
+    report.add_argument("--markdown", help="write the Markdown here instead of stdout")
+    report.add_argument("--html", help="write a self-contained HTML report (claim table, heatmaps, sweeps) here")
     report.set_defaults(func=cmd_report)
+    from icltest.diff.command import add_parser as add_diff_parser
+
+    add_diff_parser(sub)
     return parser
 
 

@@ -33,6 +33,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     options = [
         ("json", "write every claim's measured result and the environment as JSON to PATH"),
         ("markdown", "write a Markdown pass/fail report to PATH"),
+        ("html", "write a self-contained HTML report (claim table, a layer x head heatmap per score) to PATH"),
         ("cache", "folder for dequantized GGUF weights (default $ICLTEST_CACHE or ~/.cache/icltest)"),
         ("device", "override every spec's model device (cpu, cuda, cuda:1, mps)"),
         ("dtype", "override every spec's model dtype (float32, bfloat16, float16)"),
@@ -50,6 +51,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default=list(DEFAULT_SPEC_PATHS))
     group.addoption("--icl-no-summary", action="store_true", dest="icl_no_summary",
                     help="do not print the claim table at the end of the run")
+    from icltest.baseline_plugin import add_options as add_baseline_options
+
+    add_baseline_options(group, parser)
 
 
 def _opt(config: pytest.Config, name: str) -> Any:
@@ -73,6 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
     _register_hypothesis_profiles()
     config.addinivalue_line("markers", "icltest: an icltest claim item (added to every claim)")
     config.addinivalue_line("markers", "xdist_group(name): pytest-xdist loadgroup grouping")
+    _group_by_model(config)
     from icltest.session import Session
 
     cache, seed = _opt(config, "cache"), _opt(config, "seed")
@@ -84,6 +89,37 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_PLUGIN_KEY] = plugin
     config.stash[SESSION_KEY] = plugin.session
     config.pluginmanager.register(plugin, "icltest-session")
+    from icltest.baseline_plugin import configure as configure_baseline
+
+    plugin.baseline = configure_baseline(config, plugin)  # None unless a baseline option is given
+
+
+def _group_by_model(config: pytest.Config) -> None:
+    """Under ``pytest -n N``, send every item of one model to one worker (icltest.scaleout).
+
+    Only xdist's default mode (``load``, what ``-n`` alone means) and ``loadgroup`` are replaced;
+    ``loadscope``, ``loadfile`` and ``worksteal`` are left as the user asked.
+    """
+    option = config.option
+    if getattr(option, "numprocesses", None) and getattr(option, "dist", None) in ("load", "loadgroup"):
+        option.icl_group_by_model = True
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: absent without xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if getattr(config.option, "icl_group_by_model", False):
+        from icltest.scaleout import ModelGroupScheduling
+
+        return ModelGroupScheduling(config, log)
+    return None
+
+
+def _in_serial_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records in the order a serial run produces them (xdist workers report in any order)."""
+    def key(record: dict[str, Any]) -> tuple:
+        order = record.get("order") or ["", 0, 0]
+        return (str(order[0]), int(order[1]), int(order[2]), str(record.get("item", "")))
+    return sorted(records, key=key)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -125,9 +161,10 @@ class SpecFileCollector(pytest.File):
                 self.config.addinivalue_line("markers", f"{mark}: icltest spec mark from {self.path.name}")
         for index, claim in enumerate(loaded.spec.claims):
             module = claim_module(claim.kind)
-            for target in module.targets(claim):
+            for target_index, target in enumerate(module.targets(claim)):
                 item = ClaimItem.from_parent(
-                    self, name=f"{claim.id}[{target.id}]", spec=loaded, index=index, target=target, model=model
+                    self, name=f"{claim.id}[{target.id}]", spec=loaded, index=index, target=target, model=model,
+                    target_index=target_index,
                 )
                 for mark in file_marks + list(claim.marks):
                     item.add_marker(_strict_xfail(item) if mark == "xfail" else mark)
@@ -208,11 +245,27 @@ class ClaimFailed(Exception):
 class ClaimItem(pytest.Item):
     """One claim x target: loads the model (once per session), measures, judges."""
 
-    def __init__(self, *, spec: Any, index: int, target: Any, model: Any, **kwargs: Any) -> None:
+    def __init__(self, *, spec: Any, index: int, target: Any, model: Any, target_index: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.spec, self.index, self.target, self.model = spec, index, target, model
+        self.target_index = target_index
         self.claim = spec.spec.claims[index]
         self.record: dict[str, Any] | None = None
+        # pytest-xdist's --dist loadgroup appends "@<group>" to node ids (pytest < 9); records and
+        # replay commands use the id a serial run (and a user's command line) knows.
+        self.claim_nodeid = self.nodeid
+
+    def order(self) -> list[Any]:
+        """Where this item stands in a serial run: spec file (from the rootdir), claim, target.
+
+        Reports sort their records by it, so a run split over pytest-xdist workers (which finish
+        in any order) writes the same JSON as the serial run.
+        """
+        try:
+            rel = self.path.relative_to(self.config.rootpath).as_posix()
+        except ValueError:
+            rel = self.path.as_posix()
+        return [rel, self.index, self.target_index]
 
     def location_of(self, path: tuple = ()) -> str:
         return self.spec.location(("claims", self.index) + tuple(path))
@@ -255,12 +308,17 @@ class ClaimItem(pytest.Item):
         measurement = module.measure(self.claim, self.target, ctx)
         verdict = module.judge(self.claim, self.target, measurement)
         self.record = claim_record(self, verdict, loaded.info, time.perf_counter() - start)
+        run = getattr(self.config.stash.get(_PLUGIN_KEY, None), "baseline", None)  # --icl-baseline in use
+        regressed = run.judge(self, self.record, module, verdict.passed) if run is not None else None
+        # JUnit XML properties (pytest --junitxml): pytest writes item.user_properties under every
+        # junit_family, the default xunit2 included; only its record_property fixture warns there.
         self.user_properties.append(("icl_value", measurement.value))
         self.user_properties.append(("icl_expect", verdict.expect))
         self.user_properties.append(("icl_passed", verdict.passed))
+        self.user_properties.append(("icl_unit", measurement.unit))
         self.user_properties.append(("icl_record", json.dumps(self.record, default=str)))
-        if not verdict.passed:
-            raise ClaimFailed(verdict)
+        if not verdict.passed or regressed is not None:
+            raise ClaimFailed(verdict, regressed)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None):  # type: ignore[override]
         """A user's mistake (any IcltestError) is a short message; anything else is a bug: a traceback."""
@@ -269,7 +327,7 @@ class ClaimItem(pytest.Item):
 
         exc = excinfo.value
         if isinstance(exc, ClaimFailed):
-            return failure_text(self, exc.args[0])
+            return failure_text(self, exc.args[0], baseline=exc.args[1] if len(exc.args) > 1 else None)
         if isinstance(exc, ModelError):  # one line at the model's key: the same for every item of the model
             option = isinstance(exc, DeviceUnavailable) and _opt(self.config, "device")
             self._error_record(str(exc))
@@ -282,14 +340,14 @@ class ClaimItem(pytest.Item):
 
     def _error_record(self, message: str) -> None:
         self.record = {
-            "id": self.claim.id, "kind": self.claim.kind, "target": self.target.id, "item": self.nodeid,
-            "passed": False, "error": message, "spec": self.location_of(),
+            "id": self.claim.id, "kind": self.claim.kind, "target": self.target.id, "item": self.claim_nodeid,
+            "passed": False, "error": message, "spec": self.location_of(), "order": self.order(),
         }
         self.user_properties.append(("icl_record", json.dumps(self.record, default=str)))
 
     def replay(self) -> str:
         seed = _opt(self.config, "seed")
-        return f"pytest '{self.nodeid}'" + (f" --icl-seed {seed}" if seed not in (None, "", "0") else "")
+        return f"pytest '{self.claim_nodeid}'" + (f" --icl-seed {seed}" if seed not in (None, "", "0") else "")
 
     def reportinfo(self):
         line = int(self.location_of().rsplit(":", 2)[-2]) - 1 if self.location_of().count(":") >= 2 else 0
@@ -327,6 +385,7 @@ class IcltestPlugin:
         self.config, self.session = config, session
         self.results: list[dict[str, Any]] = []
         self.spec_errors: list[dict[str, str]] = []
+        self.baseline: Any = None  # icltest.baseline_plugin.BaselineRun while a baseline option is in use
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
         """Spec files only: ``icl_spec_paths`` patterns or named on the command line (icltest.discovery)."""
@@ -372,24 +431,44 @@ class IcltestPlugin:
                     # The claim held under its xfail mark: the gate's verdict for the item is a failure.
                     record.update(passed=False, xpass_strict=True, claim_passed=bool(record.get("passed")))
                 self.results.append(record)
+                self.results[:] = _in_serial_order(self.results)  # xdist delivers in completion order
                 break
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        """Keep the claim record out of the teardown report: JUnit XML writes its properties from that one.
+
+        ``icl_record`` (the whole record as JSON, maps included) carries the result from a
+        pytest-xdist worker to the controller on the call report (or the failed setup report),
+        where :meth:`pytest_runtest_logreport` reads it; in ``--junitxml`` it would only bloat every
+        testcase. Each report copies ``user_properties``, so the earlier reports keep it. The
+        measured value stays in ``icl_value``, ``icl_expect``, ``icl_passed`` and ``icl_unit``;
+        the full record is in the JSON report.
+        """
+        if isinstance(item, ClaimItem):
+            item.user_properties[:] = [p for p in item.user_properties if p[0] != "icl_record"]
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         config = self.config
         if hasattr(config, "workerinput"):  # xdist worker: the controller writes files
             return
-        json_path, md_path = _opt(config, "json"), _opt(config, "markdown")
-        if not (json_path or md_path):
+        json_path, md_path, html_path = _opt(config, "json"), _opt(config, "markdown"), _opt(config, "html")
+        if not (json_path or md_path or html_path):
             return
-        from icltest.report import build_report, write_json, write_markdown
+        from icltest.report import build_report, write_html, write_json, write_markdown
 
         # Under xdist the passes happen in workers; the controller's count would be a lie.
         passes = None if config.pluginmanager.hasplugin("dsession") else self.session.forward_passes
+        self.spec_errors.sort(key=lambda e: e["file"])
         report = build_report(self.results, self.spec_errors, forward_passes=passes, session_seed=self.session.seed)
+        if self.baseline is not None and self.baseline.comparing:  # the baseline's facts, env changes, counts
+            report["baseline"] = self.baseline.summary(report["claims"])
         if json_path:
             write_json(report, Path(json_path))
         if md_path:
             write_markdown(report, Path(md_path))
+        if html_path:
+            write_html(report, Path(html_path))
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         if config.getoption("icl_no_summary") or not self.results:
@@ -399,6 +478,6 @@ class IcltestPlugin:
         terminalreporter.section("icltest claims")
         for line in terminal_lines(self.results):
             terminalreporter.write_line(line)
-        for name in ("json", "markdown"):
+        for name in ("json", "markdown", "html"):
             if _opt(config, name):
                 terminalreporter.write_line(f"icltest {name} report: {_opt(config, name)}")

@@ -239,6 +239,16 @@ def _heads(claim: Any, ctx: ClaimContext, means: Any) -> tuple[list[tuple[int, i
     return sorted(rank_heads(cie, sel.top)), cie, info
 
 
+def _cie_map(claim: Any, cie: Any, heads: list[tuple[int, int]]) -> dict[str, Any]:
+    """Every candidate head's causal indirect effect, as a report map (targets: the heads chosen)."""
+    from icltest.report.maps import head_map
+
+    prompts = (f"{claim.task}: {claim.shots}-shot shuffled-label prompts of the select split "
+               f"(n={claim.n}, seed={claim.seed})")
+    return head_map(f"{claim.task} CIE ({claim.heads.method})", "cie", prompts,
+                    "causal indirect effect (answer probability gained by patching the head's mean in)", cie, heads)
+
+
 def _runs(claim: Any, ctx: ClaimContext) -> tuple[Any, Any]:
     from icltest.runs.run import session_run
     from icltest.schema.spec import MetricSpec
@@ -277,6 +287,7 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
         "heads": [{"head": head_name(l, h), **({} if cie is None else {"cie": round(float(cie[l, h]), 5)})}
                   for l, h in heads],
         **head_info,
+        **({} if cie is None else {"maps": [_cie_map(claim, cie, heads)]}),
         "means from": (f"{means.n} clean {claim.shots}-shot prompts of the select split (seed {claim.seed}), last token; "
                        + ("post-norm scale frozen" if adapter.attn_post_norm(0) is not None else "z_h W_O,h")),
         "test inputs": inputs.label, "k-shot inputs": kshot_run.inputs.label,

@@ -168,6 +168,21 @@ def _top(score: Any, k: int = 10) -> list[dict[str, Any]]:
     return [{"head": head_name(int(i) // H, int(i) % H), "score": round(float(score.flatten()[i]), 5)} for i in order]
 
 
+def _unit(claim: Any) -> str:
+    if claim.role in ("in_context", "parametric"):
+        sign = "open-book minus closed-book" if claim.role == "in_context" else "closed-book minus open-book"
+        return f"relevance contrast ({sign}, each over its sum of |relevance|)"
+    metric = "logit difference" if claim.role == "counterfactual" else "answer log-prob"
+    return f"relevance on {claim.role} (minus the estimated {metric} change when mean-ablated)"
+
+
+def _role_map(claim: Any, score: Any, inputs: str, heads: list[tuple[int, int]]) -> dict[str, Any]:
+    """The role's score for every head, as a report map (targets: the claim's heads)."""
+    from icltest.report.maps import head_map
+
+    return head_map(f"{claim.role} attribution", "attribution", inputs, _unit(claim), score, heads)
+
+
 def _agreement(claim: Any, ctx: ClaimContext) -> Measurement:
     import torch
     from scipy.stats import spearmanr
@@ -203,6 +218,16 @@ def _agreement(claim: Any, ctx: ClaimContext) -> Measurement:
                "disagree": [{"head": head_name(*heads[i]), "attribution_rank": int(r_est[i]) + 1,
                              "exact_rank": int(r_exa[i]) + 1, "estimate": round(float(estimate[i]), 4),
                              "exact": round(float(exact[i]), 4)} for i in worst.tolist()]}
+    from icltest.report.maps import head_map
+
+    exact_table = torch.full(tuple(rel.shape), float("nan"))
+    for (l, h), v in zip(heads, exact.tolist()):
+        exact_table[l, h] = v
+    details["maps"] = [
+        _role_map(claim, rel, run.inputs.label, []),
+        head_map(f"{claim.role} exact mean ablation", "ablation", run.inputs.label,
+                 f"{run.metric.name} change when mean-ablated alone (ablated - clean)", exact_table),
+    ]
     return Measurement(rho, "Spearman rho, attribution vs exact mean ablation", details, run.inputs.label, claim.seed)
 
 
@@ -236,7 +261,8 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     details = {"role": claim.role, "head": head_name(layer, head), "score": round(float(score[layer, head]), 5),
                "n_heads": int(score.numel()), "top_heads": _top(score), **info,
                "method": "attribution patching (a first-order estimate of mean ablation), reference from the other split",
-               "exact_mean_ablation": _exact_effects(claim, ctx, (layer, head))}
+               "exact_mean_ablation": _exact_effects(claim, ctx, (layer, head)),
+               "maps": [_role_map(claim, score, "; ".join(info["inputs"]), [(layer, head)])]}
     return Measurement(float(ranks[layer, head]), f"{claim.role} rank", details, "; ".join(info["inputs"]), claim.seed)
 
 

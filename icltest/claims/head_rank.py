@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from icltest.claims.base import ClaimContext, Measurement, Target, Verdict
 from icltest.claims.heads import check_head, head_name, head_pair, pattern_run, top_table
+from icltest.report.maps import head_map
 from icltest.schema.base import ClaimBase, Head, ScoreName
 from icltest.schema.blocks import RankExpect
 
@@ -38,6 +39,7 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
         "score_value": round(float(table[layer, head]), 4),
         "n_heads_total": int(table.numel()),
         "top_heads": top_table(table),
+        "maps": [head_map(claim.score, "score", run.probe.label, f"{claim.score} score", table, [(layer, head)])],
     }
     return Measurement(float(rank), "rank", details, run.probe.label, run.probe.params.get("seed"))
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from icltest.claims.base import ClaimContext, Measurement, Target, Verdict
 from icltest.claims.heads import check_head, head_name, head_pair, pattern_run, resolve_selection, top_table
+from icltest.report.maps import head_map
 from icltest.schema.base import ClaimBase, Expectation, HeadSelection, ScoreName
 
 
@@ -63,11 +64,22 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
         "heads": {k: round(v, 4) for k, v in values.items()},
         "top_heads": top_table(table),
         "forward_seconds": run.seconds,
+        "maps": [head_map(claim.score, "score", run.probe.label, f"{claim.score} score", table,
+                          _marked(claim, heads, values, worst))],
     }
     if len(values) > 1:
         details["violations"] = {k: round(v, 4) for k, v in values.items() if not claim.expect.check(v)}
         details["multiple_comparisons"] = POPULATION_RULE
     return Measurement(values[worst], f"{claim.score} score", details, run.probe.label, run.probe.params.get("seed"))
+
+
+def _marked(claim: Any, heads: list[tuple[int, int]], values: dict[str, float], worst: str) -> list[tuple[int, int]]:
+    """The heads a report outlines on the score's heatmap: listed or top-k heads all; for a layer
+    range (a population bound) the head closest to failing and every violating head, not the
+    whole range, so the outline shows where the bound is tight."""
+    if isinstance(claim.heads, list) or hasattr(claim.heads, "top"):
+        return heads
+    return [p for p in heads if head_name(*p) == worst or not claim.expect.check(values[head_name(*p)])]
 
 
 def judge(claim: Any, target: Target, m: Measurement) -> Verdict:

@@ -176,6 +176,10 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
               "all_heads_mean": round(float(table.mean()), 4), "all_heads_sd": round(float(table.std()), 4),
               "top_heads": [{"head": head_name(l, h), "value": round(float(table[l, h]), 4)}
                             for l, h in _top(table, 5)]}
+    from icltest.report.maps import head_map
+
+    dla_name = "direct logit attribution" + ("" if claim.centred else " (raw logit)")
+    dla_unit = "direct effect on the target logit" + (" minus the mean logit" if claim.centred else "") + " (logits)"
     if claim.layers is not None:
         layers = list(claim.layers.layers)
         for layer in layers:
@@ -185,6 +189,7 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
         per_layer = (result.attn() if claim.layers.part == "attn" else result.mlp).mean(0)
         value = float(per_layer[layers].sum())
         common["per_layer"] = {str(l): round(float(per_layer[l]), 4) for l in layers}
+        common["maps"] = [head_map(dla_name, "dla", label, dla_unit, table)]
         return Measurement(value, f"direct effect of {claim.layers.part} blocks (logits)", common, label, seed)
     if isinstance(claim.heads, list):
         index = [head_pair(r) for r in claim.heads].index(target.heads[0])
@@ -197,7 +202,8 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     worst = min(values, key=lambda name: claim.expect.margin(values[name]))
     l, h = next(p for p in heads if head_name(*p) == worst)
     details = dict(common, head=worst, heads={k: round(v, 4) for k, v in values.items()},
-                   rank_among_heads=_rank_among(table, l, h), n_heads=int(table.numel()))
+                   rank_among_heads=_rank_among(table, l, h), n_heads=int(table.numel()),
+                   maps=[head_map(dla_name, "dla", label, dla_unit, table, heads)])
     return Measurement(values[worst], "direct effect (logits)", details, label, seed)
 
 

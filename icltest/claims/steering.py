@@ -4,10 +4,10 @@ Concept injection (Turner et al. 2023, activation addition; Anthropic 2025, "Eme
 awareness in large language models"); the library is :mod:`icltest.interventions.steering`.
 
 - **vector** at layer L: ``blocks.L.resid_post`` at the last token of ``template`` ("Tell me about
-  {word}") for the concept, minus the mean over ``baseline`` words (plain concrete nouns);
+  {word}") for the concept, minus the mean over ``reference_words`` (plain concrete nouns);
 - **injection**: ``resid_post[L] += strength * v`` (``scale: raw``, the multiplier of the raw
   difference vector as in the seed's pseudo code) or ``+= strength * r_L * v / ||v||`` (``scale:
-  norm``, r_L = mean last-token residual norm of the baseline prompts at L: strength in units of the
+  norm``, r_L = mean last-token residual norm of the reference-word prompts at L: strength in units of the
   residual stream) at every token of each neutral prompt from its first real token on;
 - **value** (one item per concept): the mean over neutral prompts of ``log P(T)`` at the next
   position with injection minus without (nats), ``T`` = the first tokens of ``word``, `` word``,
@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, StrictFloat, StrictInt, field_validator, model_validator
 
@@ -94,11 +94,16 @@ class Detection(_Strict):
 class SteeringClaim(ClaimBase):
     """Adding a concept vector at a layer raises the concept's next-token probability on neutral prompts."""
 
+    renamed_keys: ClassVar[dict[str, str]] = {
+        "baseline_n": "`baseline_n` is now `reference_n` (a seeded sample of the reference words); `baseline:` is "
+                      "the release-baseline tolerance ({max_drop, direction})"}
+
     kind: Literal["steering"]
     concepts: list[Word] | None = Field(None, min_length=1, description="concept words (default: the first 5 shipped)")
-    baseline: list[Word] | None = Field(None, min_length=2, description="baseline words (default: 50 shipped nouns)")
-    baseline_n: int | None = Field(None, ge=2, description="use a seeded sample of this many baseline words")
-    seed: int = Field(0, ge=0, description="seed of the baseline sample")
+    reference_words: list[Word] | None = Field(
+        None, min_length=2, description="words whose mean vector is subtracted (default: 50 shipped nouns)")
+    reference_n: int | None = Field(None, ge=2, description="use a seeded sample of this many reference words")
+    seed: int = Field(0, ge=0, description="seed of the reference-word sample")
     template: str = Field("Tell me about {word}", description="concept prompt; must contain {word}")
     chat_template: ChatTemplate = Field("no", description="wrap concept and neutral prompts in the chat template")
     prompts: list[Annotated[str, Field(min_length=1)]] | None = Field(
@@ -131,21 +136,32 @@ class SteeringClaim(ClaimBase):
             raise ValueError(f"template {value!r} has no {{word}}: the concept would never appear")
         return value
 
-    @field_validator("baseline")
+    @field_validator("baseline", mode="before")
+    @classmethod
+    def _old_baseline(cls, value: Any) -> Any:
+        """``baseline: [words]`` was this kind's list of reference words; say where it went."""
+        if isinstance(value, (list, tuple, str)):
+            raise ValueError("`baseline:` is the release-baseline tolerance ({max_drop, direction}); the words whose "
+                             "mean is subtracted from the concept vector are now `reference_words: [...]` "
+                             "(and `baseline_n` is `reference_n`)")
+        return value
+
+    @field_validator("reference_words")
     @classmethod
     def _disjoint(cls, value: Any, info: Any) -> Any:
         concepts = info.data.get("concepts") or []
         both = sorted(set(w.lower() for w in concepts) & set(w.lower() for w in value or []))
         if both:
-            raise ValueError(f"concept words {both} are also baseline words: a concept minus itself is no vector")
+            raise ValueError(f"concept words {both} are also reference words: a concept minus itself is no vector")
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "SteeringClaim":
         if self.expect.mention is not None and self.generate == 0:
             raise ValueError("expect.mention needs generate: N (greedy tokens per prompt)")
-        if self.baseline_n is not None and self.baseline is not None and self.baseline_n > len(self.baseline):
-            raise ValueError(f"baseline_n {self.baseline_n} > {len(self.baseline)} baseline words")
+        if (self.reference_n is not None and self.reference_words is not None
+                and self.reference_n > len(self.reference_words)):
+            raise ValueError(f"reference_n {self.reference_n} > {len(self.reference_words)} reference words")
         return self
 
 
@@ -183,17 +199,18 @@ def _layer(ctx: ClaimContext, value: Any, key: tuple[Any, ...]) -> int:
     return layer
 
 
-def _baseline(claim: Any, ctx: ClaimContext, concepts: list[str]) -> list[str]:
-    words = list(claim.baseline) if claim.baseline else list(_defaults().baseline)
+def _reference(claim: Any, ctx: ClaimContext, concepts: list[str]) -> list[str]:
+    words = list(claim.reference_words) if claim.reference_words else list(_defaults().reference_words)
     both = sorted(set(w.lower() for w in concepts) & set(w.lower() for w in words))
     if both:
         raise ClaimSpecError(ctx.location(("concepts",)), "concepts",
-                             f"concept words {both} are in the baseline list; pick other concepts or give baseline")
-    if claim.baseline_n is not None:
-        if claim.baseline_n > len(words):
-            raise ClaimSpecError(ctx.location(("baseline_n",)), "baseline_n",
-                                 f"baseline_n {claim.baseline_n} > {len(words)} baseline words")
-        words = sorted(random.Random(claim.seed).sample(words, claim.baseline_n))
+                             f"concept words {both} are in the reference words; pick other concepts or give "
+                             "reference_words")
+    if claim.reference_n is not None:
+        if claim.reference_n > len(words):
+            raise ClaimSpecError(ctx.location(("reference_n",)), "reference_n",
+                                 f"reference_n {claim.reference_n} > {len(words)} reference words")
+        words = sorted(random.Random(claim.seed).sample(words, claim.reference_n))
     return words
 
 
@@ -215,21 +232,21 @@ def _setup(claim: Any, ctx: ClaimContext) -> dict[str, Any]:
     concepts = _concepts(claim)
     layer = _layer(ctx, claim.layer, ("layer",))
     sweep_layers = [_layer(ctx, v, ("sweep", "layers", i)) for i, v in enumerate((claim.sweep and claim.sweep.layers) or [])]
-    baseline = _baseline(claim, ctx, concepts)
+    reference = _reference(claim, ctx, concepts)
     chat = _chat(claim, ctx)
     layers = sorted({layer, *sweep_layers})
     prompts = list(claim.prompts) if claim.prompts else list(_defaults().neutral_prompts)
-    key = ("steering", ctx.loaded.source, tuple(concepts), tuple(baseline), claim.template, chat, tuple(layers), tuple(prompts))
+    key = ("steering", ctx.loaded.source, tuple(concepts), tuple(reference), claim.template, chat, tuple(layers), tuple(prompts))
 
     def compute() -> dict[str, Any]:
-        cv = st.concept_vectors(loaded.model, loaded.adapter, loaded.tokenizer, concepts, baseline, layers,
+        cv = st.concept_vectors(loaded.model, loaded.adapter, loaded.tokenizer, concepts, reference, layers,
                                 claim.template, chat)
         seqs = st.encode_texts(loaded.tokenizer, prompts, chat)
         ctx.session.forward_passes += 2
         return {"cv": cv, "seqs": seqs, "clean": st.next_logits(loaded.model, loaded.adapter, seqs, loaded.tokenizer)}
 
     out = dict(ctx.session.memo(key, compute))
-    out.update(layer=layer, sweep_layers=sweep_layers, baseline=baseline, chat=chat, concepts=concepts, prompts=prompts)
+    out.update(layer=layer, sweep_layers=sweep_layers, reference=reference, chat=chat, concepts=concepts, prompts=prompts)
     return out
 
 
@@ -290,7 +307,7 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
         "resid_norm": round(float(cv.resid_norm[cv.layers.index(layer)]), 4),
         "concept_tokens": {str(i): tok.decode([i]) for i in token_ids},
         "kl_from_clean": round(kl, 4),
-        "baseline_words": len(s["baseline"]), "prompts": len(s["seqs"]), "chat_template": s["chat"],
+        "reference_words": len(s["reference"]), "prompts": len(s["seqs"]), "chat_template": s["chat"],
         "metric": "mean over neutral prompts of log P(concept's first tokens) at the next position, injected - clean (nats)",
     }
     others = [c for c in s["concepts"] if c != concept]
@@ -313,7 +330,7 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     if claim.detection is not None:
         details["detection"] = _detection(claim, ctx, s, v, concept)
     probe = (f"steering: {concept} at blocks.{layer}.resid_post, strength {claim.strength} ({claim.scale}), "
-             f"{len(s['seqs'])} neutral prompts, {len(s['baseline'])} baseline words, template {claim.template!r}"
+             f"{len(s['seqs'])} neutral prompts, {len(s['reference'])} reference words, template {claim.template!r}"
              f"{', chat template' if s['chat'] else ''}")
     return Measurement(gain, "log-prob gain (nats)", details, probe, claim.control.seed if claim.control else None)
 

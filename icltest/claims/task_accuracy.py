@@ -5,12 +5,13 @@ another answer of the task on this tokenizer: those prompts are scored on every 
 (see ``icltest.probes.prompts``); the count is recorded. Prompts come from the ``test`` split of
 the task's items unless the claim says ``split: select``.
 
-A baseline makes the claim about learning from the demonstrations rather than about the prompt
-format: ``baseline: {shots: 0, ...}`` compares with the bare query (small models often score
-0.000 there just because nothing shows them the format), and ``baseline: {shots: 5,
+A reference condition makes the claim about learning from the demonstrations rather than about the
+prompt format: ``reference: {shots: 0, ...}`` compares with the bare query (small models often
+score 0.000 there just because nothing shows them the format), and ``reference: {shots: 5,
 shuffled_labels: true, ...}`` with the same queries and the same demonstrations whose outputs are
 permuted among themselves, so that none keeps its own: the format and the inputs stay, only the
-input -> output mapping is gone. The gain is the claim's value minus the baseline's.
+input -> output mapping is gone. The gain is the claim's value minus the reference's. (The key
+``baseline:`` is the tolerance against a saved release baseline, common to every claim kind.)
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from icltest.schema.base import ClaimBase, Expectation, _check_task, _Strict
 from icltest.schema.blocks import ChatTemplate, GainExpect
 
 
-class TaskBaseline(_Strict):
+class TaskReference(_Strict):
     """The same queries at another shot count, or with shuffled labels, and the gain expected over it."""
 
     shots: int | None = Field(None, ge=0, le=64, description="default 0; with shuffled_labels, the claim's shots")
@@ -34,7 +35,7 @@ class TaskBaseline(_Strict):
 
 
 class TaskAccuracyClaim(ClaimBase):
-    """Answer accuracy (or answer probability) on a few-shot task, optionally against a baseline."""
+    """Answer accuracy (or answer probability) on a few-shot task, optionally against a reference condition."""
 
     kind: Literal["task_accuracy"]
     task: str
@@ -46,20 +47,31 @@ class TaskAccuracyClaim(ClaimBase):
     chat_template: ChatTemplate = "no"
     metric: Literal["accuracy", "answer_prob"] = "accuracy"
     expect: Expectation
-    baseline: TaskBaseline | None = None
+    reference: TaskReference | None = Field(
+        None, description="a reference condition (another shot count, or shuffled labels) and the gain expected over it")
 
     _check_task = field_validator("task")(classmethod(lambda cls, v: _check_task(v)))
 
-    @field_validator("baseline")
+    @field_validator("baseline", mode="before")
     @classmethod
-    def _baseline_shots(cls, value: TaskBaseline | None, info: ValidationInfo) -> TaskBaseline | None:
+    def _old_baseline(cls, value: Any) -> Any:
+        """``baseline: {shots: 0, expect: ...}`` was this kind's reference condition; say where it went."""
+        if isinstance(value, dict) and set(value) & {"shots", "shuffled_labels", "expect"}:
+            raise ValueError("`baseline:` is the release-baseline tolerance ({max_drop, direction}); the zero-shot or "
+                             "shuffled-label reference condition is now `reference: {shots: 0, expect: {gain: ...}}` "
+                             "(same fields)")
+        return value
+
+    @field_validator("reference")
+    @classmethod
+    def _reference_shots(cls, value: TaskReference | None, info: ValidationInfo) -> TaskReference | None:
         if value is None:
             return value
         shots = info.data.get("shots", 0)
         if not value.shuffled_labels:
             return value if value.shots is not None else value.model_copy(update={"shots": 0})
         if value.shots is not None and value.shots != shots:
-            raise ValueError(f"a shuffled-label baseline uses the claim's own demonstrations: shots must be {shots} "
+            raise ValueError(f"a shuffled-label reference uses the claim's own demonstrations: shots must be {shots} "
                              f"(the claim's) or left out, got {value.shots}")
         if shots < 2:
             raise ValueError(f"shuffled_labels needs at least 2 shots to permute; the claim has shots: {shots}")
@@ -99,10 +111,10 @@ def measure(claim: Any, target: Target, ctx: ClaimContext) -> Measurement:
     params = run.inputs.params
     details: dict[str, Any] = {"task": claim.task, "shots": claim.shots, "n": claim.n, "metric": claim.metric,
                                "inputs": run.inputs.label, **{k: params.get(k) for k in RECORDED}}
-    if claim.baseline is not None:
-        b = claim.baseline
-        base = _run(claim, b.shots, ctx, ("baseline", "shots"), shuffled=b.shuffled_labels)
-        details["baseline"] = {"shots": b.shots, "shuffled_labels": b.shuffled_labels, "value": round(base.value(), 4),
+    if claim.reference is not None:
+        b = claim.reference
+        base = _run(claim, b.shots, ctx, ("reference", "shots"), shuffled=b.shuffled_labels)
+        details["reference"] = {"shots": b.shots, "shuffled_labels": b.shuffled_labels, "value": round(base.value(), 4),
                                "gain": round(value - base.value(), 4), "inputs": base.inputs.label}
     return Measurement(value, claim.metric, details, run.inputs.label, claim.seed)
 
@@ -111,12 +123,12 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
     passed = claim.expect.check(m.value)
     expect = str(claim.expect)
     summary = f"{claim.metric} on {claim.task} at {claim.shots} shots = {m.value:.4f} (expected {claim.expect})"
-    if claim.baseline is not None:
-        b = m.details["baseline"]
+    if claim.reference is not None:
+        b = m.details["reference"]
         name = f"{b['shots']} shots with shuffled labels" if b["shuffled_labels"] else f"{b['shots']} shots"
-        gain_ok = claim.baseline.expect.gain.check(b["gain"])
+        gain_ok = claim.reference.expect.gain.check(b["gain"])
         passed = passed and gain_ok
-        expect += f"; gain over {name} {claim.baseline.expect.gain}"
+        expect += f"; gain over {name} {claim.reference.expect.gain}"
         summary += (f"; {name} = {b['value']:.4f}, gain {b['gain']:.4f} "
-                    f"(expected {claim.baseline.expect.gain})" + ("" if gain_ok else " FAILED"))
+                    f"(expected {claim.reference.expect.gain})" + ("" if gain_ok else " FAILED"))
     return Verdict(passed, expect, summary, m)

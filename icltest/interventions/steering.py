@@ -4,7 +4,7 @@ Method (Turner et al. 2023, "activation addition"; Anthropic 2025, "Emergent int
 awareness in large language models"):
 
 - **concept vector** at layer L: ``resid_post`` of layer L at the last token of
-  ``template.format(word=concept)`` minus the mean of the same over baseline words
+  ``template.format(word=concept)`` minus the mean of the same over reference words
   (:func:`concept_vectors`); with a chat template the prompt is one user message followed by the
   generation prompt, so the last token is the one right before the assistant's answer;
 - **injection**: ``resid_post[L] += strength * v`` at every position of a prompt, or from a given
@@ -40,7 +40,7 @@ class ConceptData:
 
     template: str
     concepts: tuple[str, ...]
-    baseline: tuple[str, ...]
+    reference_words: tuple[str, ...]
     neutral_prompts: tuple[str, ...]
     detection: dict[str, Any] = field(default_factory=dict)
 
@@ -49,7 +49,7 @@ def load_concept_data() -> ConceptData:
     import yaml
 
     data = yaml.safe_load(resources.files("icltest").joinpath("data", "concepts.yaml").read_text())
-    return ConceptData(data["template"], tuple(data["concepts"]), tuple(data["baseline"]),
+    return ConceptData(data["template"], tuple(data["concepts"]), tuple(data["reference_words"]),
                        tuple(data["neutral_prompts"]), dict(data["detection"]))
 
 
@@ -94,15 +94,15 @@ class ConceptVectors:
 
     Attributes:
         concepts, layers: what the rows / columns of ``vectors`` are.
-        vectors: [n_concepts, n_layers, d] = concept activation - baseline mean.
-        baseline_mean: [n_layers, d].
-        resid_norm: [n_layers], mean L2 norm of the baseline prompts' last-token residual.
+        vectors: [n_concepts, n_layers, d] = concept activation - reference-word mean.
+        reference_mean: [n_layers, d].
+        resid_norm: [n_layers], mean L2 norm of the reference-word prompts' last-token residual.
     """
 
     concepts: list[str]
     layers: list[int]
     vectors: torch.Tensor
-    baseline_mean: torch.Tensor
+    reference_mean: torch.Tensor
     resid_norm: torch.Tensor
 
     def at(self, concept: str, layer: int) -> torch.Tensor:
@@ -113,15 +113,15 @@ class ConceptVectors:
         return float(self.at(concept, layer).norm() / self.resid_norm[self.layers.index(layer)])
 
 
-def concept_vectors(model: Any, adapter: Any, tokenizer: Any, concepts: Sequence[str], baseline: Sequence[str],
+def concept_vectors(model: Any, adapter: Any, tokenizer: Any, concepts: Sequence[str], reference: Sequence[str],
                     layers: Sequence[int], template: str = "Tell me about {word}", chat: bool = False) -> ConceptVectors:
-    """Concept vectors (see the module docstring); ``concepts`` and ``baseline`` must not overlap."""
-    overlap = sorted(set(concepts) & set(baseline))
+    """Concept vectors (see the module docstring); ``concepts`` and ``reference`` must not overlap."""
+    overlap = sorted(set(concepts) & set(reference))
     if overlap:
-        raise ValueError(f"concept words {overlap} are also baseline words")
+        raise ValueError(f"concept words {overlap} are also reference words")
     layers = list(layers)
     acts = last_token_resid(model, adapter, tokenizer,
-                            encode_texts(tokenizer, [template.format(word=w) for w in [*concepts, *baseline]], chat),
+                            encode_texts(tokenizer, [template.format(word=w) for w in [*concepts, *reference]], chat),
                             layers)
     concept_acts, base = acts[:len(concepts)], acts[len(concepts):]
     mean = base.mean(0)

@@ -89,29 +89,33 @@ def _torch_dtype(name: str) -> Any:
     return getattr(torch, name)
 
 
-def _load_pretrained(location: str, *, revision: str | None, dtype: str, gguf_file: str | None = None):
+def _load_pretrained(location: str, *, revision: str | None, dtype: str, gguf_file: str | None = None,
+                     device_map: str | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"revision": revision} if revision else {}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+    extra = {"device_map": device_map} if device_map else {}
     model = AutoModelForCausalLM.from_pretrained(
-        location, dtype=_torch_dtype(dtype), attn_implementation="eager", **kwargs
+        location, dtype=_torch_dtype(dtype), attn_implementation="eager", **kwargs, **extra
     )
     return model, tokenizer
 
 
-def _load_gguf_cached(folder: Path, gguf_file: str, dtype: str, cache_root: Path) -> tuple[Any, Any, dict]:
+def _load_gguf_cached(folder: Path, gguf_file: str, dtype: str, cache_root: Path,
+                      device_map: str | None = None) -> tuple[Any, Any, dict]:
     """Load a GGUF file through the dequantized safetensors cache."""
     gguf_path = folder / gguf_file
     if not gguf_path.is_file():
         raise ModelUnavailable(f"GGUF file not found: {gguf_path}")
     sha = file_sha256(gguf_path)
     cached = cache_root / "dequantized" / sha[:20]
-    info = {"gguf_file": str(gguf_path), "gguf_sha256": sha, "revision": f"gguf-sha256:{sha[:16]}"}
+    info = {"gguf_file": str(gguf_path), "gguf_sha256": sha, "weights_sha256": sha,
+            "revision": f"gguf-sha256:{sha[:16]}"}
     if (cached / "icltest-cache.json").is_file():
-        model, tokenizer = _load_pretrained(str(cached), revision=None, dtype=dtype)
+        model, tokenizer = _load_pretrained(str(cached), revision=None, dtype=dtype, device_map=device_map)
         info["cache"] = "hit"
         return model, tokenizer, info
     model, tokenizer = _load_pretrained(str(folder), revision=None, dtype="float32", gguf_file=gguf_file)
@@ -151,10 +155,17 @@ def check_device(device: str) -> None:
     """
     import torch
 
+    if device == "auto":  # accelerate places the layers over every visible device (device_map="auto")
+        try:
+            import accelerate  # noqa: F401
+        except ImportError:
+            raise DeviceUnavailable("device 'auto' loads with device_map=\"auto\", which needs the accelerate "
+                                    "package: pip install accelerate") from None
+        return
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise DeviceUnavailable(f"device {device!r} is not a torch device ({exc}); use cpu, cuda, cuda:N or mps") from None
+        raise DeviceUnavailable(f"device {device!r} is not a torch device ({exc}); use cpu, cuda, cuda:N, mps or auto") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}, no GPU found"
@@ -169,7 +180,7 @@ def check_device(device: str) -> None:
             raise DeviceUnavailable(f"device {device!r} was asked for but MPS (Apple GPU) is not available here; "
                                     "run on cpu")
     elif dev.type != "cpu":
-        raise DeviceUnavailable(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+        raise DeviceUnavailable(f"device {device!r} is not supported; use cpu, cuda, cuda:N, mps or auto")
 
 
 def _hub_failure(source: ModelSource, exc: OSError) -> ModelUnavailable:
@@ -214,33 +225,42 @@ def load_model(source: ModelSource, cache_dir: Path | None = None) -> LoadedMode
     check_device(source.device)
     cache_root = Path(cache_dir) if cache_dir else _default_cache()
     start = time.perf_counter()
+    device_map = "auto" if source.device == "auto" else None
     if source.alias:
         folder, gguf = resolve_alias(source.alias, cache_root)
         geo.from_gguf(folder / gguf)
-        model, tokenizer, info = _load_gguf_cached(folder, gguf, source.dtype, cache_root)
+        model, tokenizer, info = _load_gguf_cached(folder, gguf, source.dtype, cache_root, device_map)
     elif source.gguf_file and source.path:
         geo.from_gguf(Path(source.path) / source.gguf_file)
-        model, tokenizer, info = _load_gguf_cached(Path(source.path), source.gguf_file, source.dtype, cache_root)
+        model, tokenizer, info = _load_gguf_cached(Path(source.path), source.gguf_file, source.dtype, cache_root,
+                                                   device_map)
     elif source.path:
         geo.from_folder(Path(source.path))
         try:
-            model, tokenizer = _load_pretrained(source.path, revision=None, dtype=source.dtype)
+            model, tokenizer = _load_pretrained(source.path, revision=None, dtype=source.dtype, device_map=device_map)
         except OSError as exc:  # weights or tokenizer files missing / unreadable
             raise ModelUnavailable(f"cannot load the model in '{source.path}': {' '.join(str(exc).split())[:300]}") from None
-        info = {"revision": _folder_fingerprint(Path(source.path))}
+        sha = weights_sha256(Path(source.path))
+        info = {"revision": f"local-sha256:{sha[:16]}", "weights_sha256": sha}
     elif source.id:
         _hub_config(source)
         try:
             model, tokenizer = _load_pretrained(
-                source.id, revision=source.revision, dtype=source.dtype, gguf_file=source.gguf_file
+                source.id, revision=source.revision, dtype=source.dtype, gguf_file=source.gguf_file,
+                device_map=device_map,
             )
         except OSError as exc:
             raise _hub_failure(source, exc) from None
         commit = getattr(model.config, "_commit_hash", None)
-        info = {"revision": source.revision or commit or "unknown", "commit": commit}
+        info = {"revision": source.revision or commit or "unknown", "commit": commit,
+                "weights_sha256": parameters_sha256(model)}
     else:
         raise ModelUnavailable("model reference names no alias, id or path")
-    model.to(source.device)
+    if device_map is None:
+        model.to(source.device)
+    else:  # where accelerate put the layers (one device: transformers keeps no hf_device_map)
+        placed = (getattr(model, "hf_device_map", None) or {}).values() or [p.device for p in model.parameters()]
+        info["device_map"] = sorted({str(v) for v in placed})
     model.eval()
     adapter = Adapter.for_model(model)
     info.update(
@@ -255,12 +275,43 @@ def load_model(source: ModelSource, cache_dir: Path | None = None) -> LoadedMode
     return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, source=source, info=info)
 
 
-def _folder_fingerprint(folder: Path) -> str:
-    """A cheap content fingerprint of a local model folder (config text + weight file sizes)."""
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf")
+
+
+def weights_sha256(folder: Path) -> str:
+    """The model's identity by content: sha256 over each weight file's name and sha256, plus config.json.
+
+    Baselines and diffs identify a model by this, not by its name or revision: two checkpoint
+    folders (or a branch that serves another's files) with the same bytes are the same model, and
+    a retrained model under an old name is not. Hashing reads every weight file once (about a
+    second per GB); the result is memoised per (path, size, mtime) for the process.
+    """
     digest = hashlib.sha256()
     config = folder / "config.json"
-    if config.is_file():
-        digest.update(config.read_bytes())
-    for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
-    return f"local-sha256:{digest.hexdigest()[:16]}"
+    files = sorted({p for pattern in WEIGHT_PATTERNS for p in folder.glob(pattern) if p.is_file()})
+    for path in ([config] if config.is_file() else []) + files:
+        digest.update(f"{path.name}:{_file_sha256_memo(path)}\n".encode())
+    return digest.hexdigest()
+
+
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha256_memo(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        _SHA_MEMO[key] = file_sha256(path)
+    return _SHA_MEMO[key]
+
+
+def parameters_sha256(model: Any) -> str:
+    """Identity of a hub model by its loaded parameters (name, dtype, shape, bytes; sorted by name)."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()

@@ -5,6 +5,22 @@ Reports are strict JSON (RFC 8259), which has no NaN or Infinity: Python's defau
 ``null`` where it stood, and the report's top-level ``nonfinite`` maps each such place (a JSON
 Pointer, e.g. ``/claims/3/details/control/z``) to ``"nan"``, ``"inf"`` or ``"-inf"``: every number
 field stays a number or null, and nothing is lost.
+
+The report carries a top-level ``schema_version`` (:data:`icltest.report.build.REPORT_SCHEMA_VERSION`);
+a reader should check it. Its history:
+
+- **1** (no ``schema_version`` key: reports written before it existed): ``summary``, ``claims``
+  (one record per claim x target), ``spec_errors``, ``env``, ``nonfinite``.
+- **2**: adds ``schema_version`` and ``maps``: the per-head tables the claims measured, merged
+  from the records' ``details["maps"]`` into one per (model name, ``weights_sha256``, map name,
+  probe) with ``model``, ``weights_sha256``, ``name``, ``kind`` (score / attribution / ablation /
+  dla / cie), ``probe``, ``unit``, ``values`` ([layer][head], null where not measured),
+  ``targets`` (the claims' heads, [layer, head], sorted) and ``claims`` (ids, sorted); sorted by
+  that key (see :mod:`icltest.report.maps`). Records gain ``order`` ([spec file, claim index,
+  target index]: records are sorted by it) and ``model.weights_sha256``; with a baseline, records
+  gain ``baseline`` (verdict, baseline value, delta, max_drop, direction, reason) and the report
+  a top-level ``baseline`` (name, path, created, model, env_changes, counts, missing,
+  same_weights). Version-1 keys are unchanged.
 """
 from __future__ import annotations
 

@@ -1,24 +1,96 @@
-"""Markdown report: a verdict table first, details after, readable at a glance."""
+"""Markdown report: a verdict table first, details after, readable at a glance.
+
+Fit for a CI step summary (``cat report.md >> $GITHUB_STEP_SUMMARY``): the summary line, then
+regressions against the baseline (when one was given), then the other failures, then every claim
+(with the baseline's value, the change and the verdict when a baseline was used), sweeps, the top
+heads of each per-head map, spec errors, models, probes, the baseline's environment changes and
+this run's environment. Plain GitHub-flavoured Markdown: no HTML, no images.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from icltest.report.build import _fmt
+from icltest.report.build import _fmt, baseline_counts, baseline_of, fmt_delta, regressed, verdict_counts
 from icltest.report.files import write_atomic
+from icltest.report.maps import top_heads
 from icltest.report.sweeps import sweep_section
 
 
-def _table(records: list[dict[str, Any]]) -> list[str]:
-    out = ["| | claim | measured | expected | summary | spec |", "|---|---|---|---|---|---|"]
+VERDICT_MARKS = {"regressed": "🔻 regressed", "improved": "🔺 improved", "pass": "pass", "new": "new",
+                 "incomparable": "≠ incomparable"}
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(records: list[dict[str, Any]], with_baseline: bool = False) -> list[str]:
+    """One row per record; with a baseline, its value, the change and the verdict after the expectation."""
+    extra = " baseline | Δ | vs baseline |" if with_baseline else ""
+    out = [f"| | claim | measured | expected |{extra} summary | spec |",
+           "|---|---|---|---|" + ("---|---|---|" if with_baseline else "") + "---|---|"]
     for r in records:
         mark = "✅" if r.get("passed") else ("➖ xfail" if r.get("xfail") else ("⚠️" if "error" in r else (
             "❌ XPASS(strict)" if r.get("xpass_strict") else "❌")))  # strict: a stale xfail mark fails the run
-        summary = (r.get("summary") or r.get("error") or "").replace("|", "\\|").replace("\n", " ")
+        summary = _cell(r.get("summary") or r.get("error") or "")
+        cells = ""
+        if with_baseline:
+            base = baseline_of(r)
+            cells = (" - | - | - |" if base is None else
+                     f" {_fmt(base.get('value'))} | {fmt_delta(base.get('delta'))} "
+                     f"| {_cell(VERDICT_MARKS.get(base.get('verdict'), base.get('verdict', '-')))} |")
         out.append(
-            f"| {mark} | `{r['id']}[{r['target']}]` | {_fmt(r.get('value'))} | `{r.get('expect', '-')}` "
-            f"| {summary} | `{r.get('spec', '')}` |"
+            f"| {mark} | `{r['id']}[{r['target']}]` | {_fmt(r.get('value'))} | `{r.get('expect', '-')}` |{cells} "
+            f"{summary} | `{r.get('spec', '')}` |"
         )
+    return out
+
+
+def _maps_section(maps: list[dict[str, Any]]) -> list[str]:
+    """One row per map: its top 3 heads, the claims' heads (targets) with their values, model and probe."""
+    if not maps:
+        return []
+    several = len({(m.get("model"), m.get("weights_sha256")) for m in maps}) > 1
+    out = ["", "## Head maps", "",
+           "| map | top 3 heads | claims' heads |" + (" model |" if several else "") + " probe |",
+           "|---|---|---|" + ("---|" if several else "") + "---|"]
+    for m in maps:
+        values = m.get("values") or []
+        top = ", ".join(f"L{l}H{h} {_fmt(v)}" for l, h, v in top_heads(values, 3)) or "no finite values"
+        targets = []
+        for l, h in (m.get("targets") or [])[:8]:
+            value = values[l][h] if l < len(values) and h < len(values[l]) else None
+            targets.append(f"L{l}H{h} {_fmt(value)}")
+        more = len(m.get("targets") or []) - len(targets)
+        shown = (", ".join(targets) + (f" (+{more} more)" if more > 0 else "")) if targets else "-"
+        model = f" `{_cell(m.get('model'))}` |" if several else ""
+        out.append(f"| **{_cell(m.get('name'))}** ({_cell(m.get('kind'))}) | {top} | {shown} |{model} "
+                   f"`{_cell(m.get('probe'))}` |")
+    return out
+
+
+def _baseline_section(base: dict[str, Any]) -> list[str]:
+    """The baseline compared against: which, whether the weights are the same, what changed, what is missing."""
+    out = ["", "## Baseline", ""]
+    same = base.get("same_weights")
+    weights = ("same weights (by file hash)" if same else
+               "**different weights** (file hash differs)" if same is False else "weights not compared")
+    out.append(f"Compared with **{base.get('name', '?')}** (`{base.get('path', '?')}`, created "
+               f"{base.get('created', '?')}): {weights}.")
+    counts = verdict_counts(base.get("counts") or {})
+    if counts:
+        out += ["", "Verdicts: " + ", ".join(f"{VERDICT_MARKS.get(k, k)} {n}" for k, n in counts.items())]
+    changes = base.get("env_changes") or []
+    if changes:
+        out += ["", "Environment changes since the baseline (values compared anyway; read them with this in mind):",
+                "", "| | baseline | now |", "|---|---|---|"]
+        out += [f"| {_cell(c.get('key'))} | `{_cell(c.get('baseline'))}` | `{_cell(c.get('current'))}` |" for c in changes]
+    else:
+        out += ["", "No environment changes since the baseline."]
+    missing = base.get("missing") or []
+    if missing:
+        out += ["", f"In the baseline but not run ({len(missing)}):", ""] + [f"- `{k}`" for k in missing]
     return out
 
 
@@ -56,11 +128,28 @@ def render_markdown(report: dict[str, Any]) -> str:
         " · ".join(f"{kind}: {p}/{n}" for kind, (p, n) in sorted(kinds.items())),
         "",
     ]
-    failed = [r for r in report["claims"] if not r.get("passed") and not r.get("xfail")]
+    records = report["claims"]
+    base = report.get("baseline")
+    with_baseline = bool(base) or any(baseline_of(r) for r in records)
+    if with_baseline:
+        verdicts = verdict_counts((base or {}).get("counts") or {}) or baseline_counts(records)
+        name = f" **{base.get('name', '?')}**" if base else ""
+        changes = len((base or {}).get("env_changes") or [])
+        out[4:4] = [f"Against the baseline{name}: "
+                    + (", ".join(f"{VERDICT_MARKS.get(k, k)} {n}" for k, n in verdicts.items()) or "nothing compared")
+                    + (f" · ⚠️ {changes} environment change(s) since the baseline (see Baseline below)" if changes else "")
+                    + (" · ⚠️ different weights" if (base or {}).get("same_weights") is False else ""), ""]
+    regressions = [r for r in records if regressed(r)]
+    if regressions:
+        out += ["## Regressions", ""] + _table(regressions, with_baseline) + [""]
+    failed = [r for r in records if not r.get("passed") and not r.get("xfail") and not regressed(r)]
     if failed:
-        out += ["## Failed", ""] + _table(failed) + ["", "## All claims", ""]
-    out += _table(report["claims"])
-    out += sweep_section(report["claims"])
+        out += ["## Failed" + (" (other than regressions)" if regressions else ""), ""] + _table(failed, with_baseline) + [""]
+    if regressions or failed:
+        out += ["## All claims", ""]
+    out += _table(records, with_baseline)
+    out += sweep_section(records)
+    out += _maps_section(report.get("maps") or [])
     if report.get("spec_errors"):
         out += ["", "## Spec files with errors", ""] + _spec_errors(report["spec_errors"])
     out += ["", "## Models", ""]
@@ -70,6 +159,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     probes = sorted({r["probe"] for r in report["claims"] if r.get("probe")})
     if probes:
         out += ["", "## Probes", ""] + [f"- `{p}`" for p in probes]
+    if base:
+        out += _baseline_section(base)
     out += [
         "", "## Environment", "",
         ", ".join(f"{k} {env[k]}" for k in ("icltest", "torch", "transformers", "python") if env.get(k)),

@@ -197,7 +197,9 @@ class ModelRef(_Strict):
     path: str | None = Field(None, description="local model folder (relative paths are relative to the spec)")
     gguf_file: str | None = Field(None, description="GGUF file name inside `path` (or the hub repo)")
     dtype: Dtype = "float32"
-    device: str = "cpu"
+    device: str = Field("cpu", description="cpu, cuda, cuda:N, mps, or auto: spread the layers over every visible "
+                                           "GPU (and CPU) with accelerate's device_map=\"auto\", for models "
+                                           "larger than one device")
 
     @model_validator(mode="before")
     @classmethod
@@ -263,10 +265,37 @@ AnyProbe = Annotated[
 ]
 
 
+class BaselineSpec(_Strict):
+    """How a claim's value is compared with a saved baseline (``--icl-baseline``; see icltest.baseline).
+
+    The key is ``baseline`` (on a claim and in ``defaults``). A task_accuracy claim's zero-shot or
+    shuffled-label condition is its ``reference``, a steering claim's subtracted words its
+    ``reference_words``; the old ``baseline:`` forms of those fail with a message that says so.
+
+    ``max_drop``: the largest move in the bad direction that still passes (omitted: the spec's
+    ``defaults.baseline``, else ``--icl-max-drop``; with none of them the claim is compared and
+    reported but cannot regress). ``direction``: which way is better; omitted, it comes from the
+    expectation (``>=``/``>`` higher, ``<=``/``<`` lower).
+    """
+
+    max_drop: float | None = Field(None, ge=0, allow_inf_nan=False, strict=True,
+                                   description="largest move in the bad direction that still passes")
+    direction: Literal["higher", "lower"] | None = Field(
+        None, description="which way is better (default: from the expectation, >= higher, <= lower)")
+
+    @model_validator(mode="after")
+    def _something(self) -> "BaselineSpec":
+        if self.max_drop is None and self.direction is None:
+            raise ValueError("give max_drop and/or direction, e.g. baseline: {max_drop: 0.05}")
+        return self
+
+
 class Defaults(_Strict):
     """Values every claim in the file inherits unless it sets its own."""
 
     probe: AnyProbe | None = None
+    baseline: BaselineSpec | None = Field(
+        None, description="tolerance and direction vs a saved baseline (--icl-baseline) for every claim without its own")
 
 
 def shipped_tasks() -> list[str]:
@@ -306,6 +335,8 @@ class ClaimBase(_Strict):
     description: str | None = None
     marks: list[MarkName] = Field(default_factory=list, description="pytest marks (select with -m)")
     probe: AnyProbe | None = None
+    baseline: BaselineSpec | None = Field(
+        None, description="tolerance and direction when compared with a saved baseline (--icl-baseline)")
 
 
 Strict = _Strict  # public name for outside claim kinds' nested mappings (unknown keys are errors)

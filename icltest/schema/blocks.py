@@ -199,7 +199,7 @@ AlsoList = Annotated[list[AlsoSpec], BeforeValidator(as_list)]
 
 
 class GainExpect(_Strict):
-    gain: Expectation = Field(description="value at `shots` minus value at the baseline's shots")
+    gain: Expectation = Field(description="value at `shots` minus value at the reference's shots")
 
 
 # ----------------------------------------------------------------------------- properties

@@ -121,6 +121,9 @@ def _problem(error: dict[str, Any], data: Any, source: SourceMap, spec: type[Bas
     if kind == "extra_forbidden":
         parent = path[:-1]
         model = _model_at(data, parent, spec, claims)
+        renamed = getattr(model, "renamed_keys", None) or {}  # a key a kind once had: say what it is now
+        if isinstance(path[-1], str) and path[-1] in renamed:
+            return SpecProblem(source.where(path, key=True), key, renamed[path[-1]])
         keys = sorted(model.model_fields) if model else []
         if parent and parent[-1] == "heads" and isinstance(path[-1], str):
             keys = ["layers", "heads", "top", "by"]
@@ -177,6 +180,9 @@ def validate(data: Any, source: SourceMap) -> SpecBase:
                                         f"duplicate claim id '{claim.id}' (first used at line {first}); ids name pytest items and must be unique"))
         seen.setdefault(claim.id, index)
         problems += _duplicate_heads(claim, ("claims", index), source)
+    from icltest.baseline import spec_problems as baseline_problems
+
+    problems += baseline_problems(spec, source)  # a baseline.max_drop with no direction to apply it in
     if problems:
         raise SpecError(problems)
     return spec

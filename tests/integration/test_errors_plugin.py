@@ -47,15 +47,15 @@ def test_probe_longer_than_the_vocabulary_is_a_spec_error(pytester: pytest.Pytes
     _no_traceback(out)
 
 
-def test_baseline_shots_the_task_cannot_serve_point_at_the_baseline(pytester: pytest.Pytester, circuit_dir: Path) -> None:
+def test_reference_shots_the_task_cannot_serve_point_at_the_reference(pytester: pytest.Pytester, circuit_dir: Path) -> None:
     pytester.makefile(".yaml", tiny_task='name: tiny\npairs:\n  - {input: "a", output: "b"}\n'
                                          '  - {input: "c", output: "d"}\n  - {input: "e", output: "f"}\n')
     text = _spec(circuit_dir, "  - id: gain\n    kind: task_accuracy\n    task: tiny_task.yaml\n    shots: 1\n    n: 4\n"
-                              "    split: select\n    expect: '>= 0'\n    baseline: {shots: 5, expect: {gain: '>= 0'}}\n")
+                              "    split: select\n    expect: '>= 0'\n    reference: {shots: 5, expect: {gain: '>= 0'}}\n")
     out = _run(pytester, text)
     # The select split holds 2 of the 3 pairs (c, e): a query can have at most 1 demonstration, so the
-    # 1-shot run works and the 5-shot baseline cannot.
-    assert (f"ClaimSpecError: icl_err.yaml:{_line_of(text, 'baseline:')}:23: baseline.shots: shots must be an int "
+    # 1-shot run works and the 5-shot reference cannot.
+    assert (f"ClaimSpecError: icl_err.yaml:{_line_of(text, 'reference:')}:24: reference.shots: shots must be an int "
             "in [0, 1] for task 'tiny' (split select: 2 of 3 items)") in out
     _no_traceback(out)
 

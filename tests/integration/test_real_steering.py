@@ -16,7 +16,7 @@ def test_mid_layer_concept_vector_beats_random_directions(real_model, alias) -> 
     m, ad, tok = loaded.model, loaded.adapter, loaded.tokenizer
     data = st.load_concept_data()
     layer = round(0.5 * (ad.n_layers - 1))
-    cv = st.concept_vectors(m, ad, tok, ["ocean", "music"], data.baseline, [layer], data.template)
+    cv = st.concept_vectors(m, ad, tok, ["ocean", "music"], data.reference_words, [layer], data.template)
     seqs = st.encode_texts(tok, data.neutral_prompts, False)
     clean = st.next_logits(m, ad, seqs, tok)
     for concept in ("ocean", "music"):

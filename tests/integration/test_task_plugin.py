@@ -1,5 +1,5 @@
-"""task_accuracy end to end through pytester on the constructed model: the shuffled-label baseline,
-the split and BOS in every result, and the spec errors a baseline can cause.
+"""task_accuracy end to end through pytester on the constructed model: the shuffled-label reference,
+the split and BOS in every result, and the spec errors a reference can cause.
 
 The known-circuit tokenizer maps unknown words (the separator "->") to <bos> (id 0); the task file
 uses its t-words, so every prompt tokenizes and the model answers by copying, as constructed.
@@ -22,14 +22,14 @@ def _setup(pytester: pytest.Pytester, circuit_dir: Path, claims: str) -> str:
     return text
 
 
-def test_shuffled_label_baseline_uses_the_same_demonstrations(pytester: pytest.Pytester, circuit_dir: Path) -> None:
+def test_shuffled_label_reference_uses_the_same_demonstrations(pytester: pytest.Pytester, circuit_dir: Path) -> None:
     _setup(pytester, circuit_dir, "  - id: labels-matter\n    kind: task_accuracy\n    task: words.yaml\n"
                                   "    shots: 3\n    n: 12\n    expect: '>= 0'\n"
-                                  "    baseline: {shots: 3, shuffled_labels: true, expect: {gain: '>= -1'}}\n")
+                                  "    reference: {shots: 3, shuffled_labels: true, expect: {gain: '>= -1'}}\n")
     result = pytester.runpytest("--icl-json", "out.json", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     claim = json.loads((pytester.path / "out.json").read_text())["claims"][0]
-    details, base = claim["details"], claim["details"]["baseline"]
+    details, base = claim["details"], claim["details"]["reference"]
     assert base["shots"] == 3 and base["shuffled_labels"] is True
     assert base["gain"] == pytest.approx(claim["value"] - base["value"], abs=1e-4)
     assert "shuffled labels" in base["inputs"] and "shuffled labels" not in details["inputs"]
@@ -40,27 +40,27 @@ def test_shuffled_label_baseline_uses_the_same_demonstrations(pytester: pytest.P
     assert details["full_answer_items"] == 0
 
 
-def test_shuffled_baseline_shots_default_to_the_claims(pytester: pytest.Pytester, circuit_dir: Path) -> None:
+def test_shuffled_reference_shots_default_to_the_claims(pytester: pytest.Pytester, circuit_dir: Path) -> None:
     _setup(pytester, circuit_dir, "  - id: labels-matter\n    kind: task_accuracy\n    task: words.yaml\n"
                                   "    shots: 4\n    n: 8\n    split: select\n    expect: '>= 0'\n"
-                                  "    baseline: {shuffled_labels: true, expect: {gain: '>= -1'}}\n")
+                                  "    reference: {shuffled_labels: true, expect: {gain: '>= -1'}}\n")
     result = pytester.runpytest("--icl-json", "out.json", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     details = json.loads((pytester.path / "out.json").read_text())["claims"][0]["details"]
-    assert details["baseline"]["shots"] == 4 and details["split"] == "select"
+    assert details["reference"]["shots"] == 4 and details["split"] == "select"
 
 
-@pytest.mark.parametrize("shots, baseline, fragment", [
+@pytest.mark.parametrize("shots, reference, fragment", [
     (1, "{shuffled_labels: true, expect: {gain: '>= 0'}}", "shuffled_labels needs at least 2 shots to permute"),
     (3, "{shots: 2, shuffled_labels: true, expect: {gain: '>= 0'}}",
-     "a shuffled-label baseline uses the claim's own demonstrations: shots must be 3 (the claim's) or left out"),
+     "a shuffled-label reference uses the claim's own demonstrations: shots must be 3 (the claim's) or left out"),
 ])
-def test_shuffled_baseline_errors(pytester: pytest.Pytester, circuit_dir: Path, shots: int, baseline: str,
+def test_shuffled_reference_errors(pytester: pytest.Pytester, circuit_dir: Path, shots: int, reference: str,
                                   fragment: str) -> None:
     text = _setup(pytester, circuit_dir, "  - id: bad\n    kind: task_accuracy\n    task: words.yaml\n"
-                                         f"    shots: {shots}\n    expect: '>= 0'\n    baseline: {baseline}\n")
+                                         f"    shots: {shots}\n    expect: '>= 0'\n    reference: {reference}\n")
     result = pytester.runpytest("-p", "no:cacheprovider")
     out = result.stdout.str()
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "baseline:" in l)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "reference:" in l)
     assert fragment in out and f"icl_tasks.yaml:{line}" in out, out
     assert "Traceback" not in out

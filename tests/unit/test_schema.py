@@ -183,7 +183,7 @@ def test_behavioural_claims_load(tmp_path: Path) -> None:
         "    control: {draws: 3, expect: {effect_ratio: '>= 2'}}\n"
         "  - id: icl\n    kind: icl_score\n    probe: {kind: natural_text, length: 300, batch: 8}\n    expect: '<= -0.5'\n"
         "  - id: acc\n    kind: task_accuracy\n    task: antonym\n    shots: 5\n    expect: '>= 0.5'\n"
-        "    baseline: {shots: 0, expect: {gain: '>= 0.3'}}\n"
+        "    reference: {shots: 0, expect: {gain: '>= 0.3'}}\n"
     )
     (tmp_path / "s.yaml").write_text(text)
     claims = load_spec(tmp_path / "s.yaml").spec.claims
@@ -191,7 +191,31 @@ def test_behavioural_claims_load(tmp_path: Path) -> None:
     merged = claims[0].metric.merged(claims[0].also[0])
     assert (merged.name, merged.task) == ("recall", "closed_book")
     assert claims[1].probe.kind == "natural_text" and claims[1].probe.length == 300
-    assert claims[2].baseline.expect.gain.check(0.31)
+    assert claims[2].reference.expect.gain.check(0.31) and claims[2].reference.shots == 0
+    assert claims[2].baseline is None
+
+
+TASK = "  - id: acc\n    kind: task_accuracy\n    task: antonym\n    shots: 5\n    expect: '>= 0.5'\n"
+
+
+def test_a_task_claim_takes_a_release_baseline_tolerance_and_a_reference(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(HEAD + TASK + "    baseline: {max_drop: 0.05}\n"
+                                     "    reference: {shuffled_labels: true, expect: {gain: '>= 0.2'}}\n")
+    claim = load_spec(tmp_path / "s.yaml").spec.claims[0]
+    assert claim.baseline.max_drop == 0.05 and claim.baseline.direction is None
+    assert claim.reference.shuffled_labels and claim.reference.shots == 5  # the claim's own shots
+
+
+@pytest.mark.parametrize("old", ["{shots: 0, expect: {gain: '>= 0.3'}}",
+                                 "{shuffled_labels: true, expect: {gain: '>= 0.3'}}",
+                                 "{shots: 0, max_drop: 0.05}"])
+def test_the_old_task_reference_under_baseline_says_what_it_is_now(tmp_path: Path, old: str) -> None:
+    out = _errors(tmp_path, HEAD + GOOD_CLAIM + TASK + f"    baseline: {old}\n")
+    # one problem, at the value of claims[1].baseline: HEAD 3 lines + 5 + 5, so line 14, after "    baseline: "
+    assert out.count(str(tmp_path / "s.yaml") + ":") == 1, out
+    assert (f"{_where(tmp_path, 's.yaml', 14, 15)}: claims[1].baseline: `baseline:` is the release-baseline "
+            "tolerance ({max_drop, direction}); the zero-shot or shuffled-label reference condition is now "
+            "`reference: {shots: 0, expect: {gain: ...}}` (same fields)") in out, out
 
 
 @pytest.mark.parametrize(

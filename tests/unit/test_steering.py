@@ -51,20 +51,20 @@ def _manual_last(model, ids: list[int], layer: int) -> torch.Tensor:
 def test_concept_vector_equals_manual_hook_computation(tok, arch):
     model = build_tiny(arch)
     adapter = Adapter.for_model(model)
-    concepts, baseline = ["ocean", "bread"], ["desk", "chair", "lamp", "cup"]
-    cv = st.concept_vectors(model, adapter, tok, concepts, baseline, [0, 1], "tell me about {word}")
+    concepts, reference = ["ocean", "bread"], ["desk", "chair", "lamp", "cup"]
+    cv = st.concept_vectors(model, adapter, tok, concepts, reference, [0, 1], "tell me about {word}")
     for layer in (0, 1):
         base = torch.stack([_manual_last(model, [1] + tok(f"tell me about {w}", add_special_tokens=False)["input_ids"],
-                                         layer) for w in baseline]).mean(0)
+                                         layer) for w in reference]).mean(0)
         for c in concepts:
             want = _manual_last(model, [1] + tok(f"tell me about {c}", add_special_tokens=False)["input_ids"], layer) - base
             assert torch.allclose(cv.at(c, layer), want, atol=1e-5), (arch, layer, c)
     assert cv.vectors.shape == (2, 2, model.config.hidden_size)
 
 
-def test_overlapping_concept_and_baseline_is_refused(tok):
+def test_overlapping_concept_and_reference_words_is_refused(tok):
     model = build_tiny("llama")
-    with pytest.raises(ValueError, match="also baseline"):
+    with pytest.raises(ValueError, match="also reference words"):
         st.concept_vectors(model, Adapter.for_model(model), tok, ["ocean"], ["ocean", "desk"], [0])
 
 
@@ -208,7 +208,7 @@ def test_measure_on_a_tiny_model_reports_controls_and_sweeps(tok, tmp_path):
     model = build_tiny("llama")
     loaded = types.SimpleNamespace(model=model, adapter=Adapter.for_model(model), tokenizer=tok, source="tiny")
     session = types.SimpleNamespace(forward_passes=0, memo=lambda key, f: f())
-    claim = _claim(tmp_path, "    concepts: [ocean, bread]\n    baseline: [desk, chair, lamp, cup]\n"
+    claim = _claim(tmp_path, "    concepts: [ocean, bread]\n    reference_words: [desk, chair, lamp, cup]\n"
                    "    template: 'tell me about {word}'\n    prompts: ['here is a short story', 'my favourite thing is']\n"
                    "    layer: -1\n    strength: 2.0\n    expect: {gain: '> 0'}\n"
                    "    control: {draws: 4, seed: 1}\n    sweep: {strengths: [1.0, 2.0], layers: [0, 1]}\n")
@@ -264,8 +264,11 @@ def test_measure_on_a_tiny_model_reports_controls_and_sweeps(tok, tmp_path):
     ("    concepts: [ocean]\n    layer: 3\n    strength: 1.0\n    template: 'Tell me about it'\n    expect: {gain: '>= 1'}\n",
      ":9:", "has no {word}"),
     ("    concepts: []\n    layer: 3\n    strength: 1.0\n    expect: {gain: '>= 1'}\n", ":6:", "at least 1"),
-    ("    concepts: [ocean, desk]\n    baseline: [desk, chair]\n    layer: 3\n    strength: 1.0\n    expect: {gain: '>= 1'}\n",
-     ":7:", "also baseline words"),
+    ("    concepts: [ocean, desk]\n    reference_words: [desk, chair]\n    layer: 3\n    strength: 1.0\n"
+     "    expect: {gain: '>= 1'}\n", ":7:", "also reference words"),
+    ("    concepts: [ocean]\n    reference_words: [desk, chair]\n    reference_n: 3\n    layer: 3\n    strength: 1.0\n"
+     "    expect: {gain: '>= 1'}\n", "", "reference_n 3 > 2 reference words"),
+
     ("    concepts: [ocean]\n    layer: 3\n    strength: 1.0\n    sweep: {strengths: []}\n    expect: {gain: '>= 1'}\n",
      ":9:", "at least 1"),
     ("    concepts: [ocean]\n    layer: 3\n    strength: 1.0\n    expect: {gain: '>= 1'}\n"
@@ -286,6 +289,33 @@ def test_bad_specs_give_one_located_error(tmp_path, body, where, message):
     assert message in text and "s.yaml" + where in text, text
 
 
+@pytest.mark.parametrize("body, expected", [
+    ("    baseline: [desk, chair]\n",
+     "s.yaml:7:15: claims[0].baseline: `baseline:` is the release-baseline tolerance ({max_drop, direction}); the "
+     "words whose mean is subtracted from the concept vector are now `reference_words: [...]` (and `baseline_n` is "
+     "`reference_n`)"),
+    ("    baseline_n: 40\n",
+     "s.yaml:7:5: claims[0].baseline_n: `baseline_n` is now `reference_n` (a seeded sample of the reference words); "
+     "`baseline:` is the release-baseline tolerance ({max_drop, direction})"),
+])
+def test_the_old_reference_word_keys_say_what_they_are_now(tmp_path, body, expected):
+    """`baseline:` is every claim's release-baseline tolerance; the words once under that key moved."""
+    from icltest.errors import SpecFileError
+
+    with pytest.raises(SpecFileError) as info:
+        load_spec(_spec(tmp_path, "    concepts: [ocean]\n" + body + "    layer: 3\n    strength: 1.0\n"
+                                  "    expect: {gain: '>= 1'}\n"))
+    lines = [l.strip() for l in str(info.value).splitlines() if "s.yaml:" in l]
+    assert len(lines) == 1 and lines[0].endswith("/" + expected), str(info.value)
+
+
+def test_the_release_baseline_key_loads_on_a_steering_claim(tmp_path):
+    claim = _claim(tmp_path, "    concepts: [ocean]\n    reference_words: [desk, chair, lamp]\n    reference_n: 2\n"
+                             "    layer: 3\n    strength: 1.0\n    expect: {gain: '>= 1'}\n    baseline: {max_drop: 0.5}\n")
+    assert claim.baseline.max_drop == 0.5 and claim.reference_words == ["desk", "chair", "lamp"]
+    assert claim.reference_n == 2
+
+
 def test_model_dependent_errors_are_located(tok, tmp_path):
     from icltest.errors import ClaimSpecError
 
@@ -297,7 +327,7 @@ def test_model_dependent_errors_are_located(tok, tmp_path):
     with pytest.raises(ClaimSpecError, match="layer 5 does not exist: the model has layers 0..1"):
         claim_mod.measure(claim, Target("ocean"), ctx)
     claim = _claim(tmp_path, "    concepts: [desk]\n    layer: 1\n    strength: 1\n    expect: {gain: '>= 1'}\n")
-    with pytest.raises(ClaimSpecError, match=r"s.yaml:concepts: concepts: concept words \['desk'\] are in the baseline"):
+    with pytest.raises(ClaimSpecError, match=r"s.yaml:concepts: concepts: concept words \['desk'\] are in the reference words"):
         claim_mod.measure(claim, Target("desk"), ctx)
     assert claim_mod.resolve_layer(0.5, 30) == 14 and claim_mod.resolve_layer(-1, 30) == 29
     assert claim_mod.resolve_layer(30, 30) is None and claim_mod.resolve_layer(-31, 30) is None
