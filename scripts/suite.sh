@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Main job: install, then run the shipped SmolLM2 suite against the real offline model and
-# write reports/smollm2-135m.{json,md}. Extra arguments go to pytest (e.g. suites/gemma3-270m.yaml).
+# write reports/smollm2-135m.{json,md,html}. Extra arguments go to pytest (e.g. --icl-baseline NAME).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
@@ -10,4 +10,5 @@ NAME="$(basename "$SUITE" .yaml)"
 mkdir -p reports
 # In CI: derandomized property claims at half budget, no example database.
 pytest "$SUITE" -p no:cacheprovider --icl-json "reports/$NAME.json" --icl-markdown "reports/$NAME.md" \
+    --icl-html "reports/$NAME.html" \
     ${CI:+--hypothesis-profile icltest-ci} "$@"
