@@ -368,7 +368,7 @@ def spec_problems(spec: Any, source: Any) -> list[Any]:
 # ----------------------------------------------------------------------------- comparison
 
 
-def _fmt(x: Any) -> str:
+def fmt_value(x: Any) -> str:
     return "-" if x is None else (f"{x:.4g}" if isinstance(x, float) else str(x))
 
 
@@ -410,11 +410,11 @@ def compare(current: dict[str, Any], entry: dict[str, Any] | None, *, max_drop: 
     value = current.get("value")
     if not _finite_number(value):
         if max_drop is None:
-            return {**out, "reason": f"measured {value} (baseline {_fmt(base)}); no tolerance set, so it cannot regress"}
-        return {**out, "verdict": "regressed", "reason": f"measured {value} where the baseline measured {_fmt(base)}"}
+            return {**out, "reason": f"measured {value} (baseline {fmt_value(base)}); no tolerance set, so it cannot regress"}
+        return {**out, "verdict": "regressed", "reason": f"measured {value} where the baseline measured {fmt_value(base)}"}
     delta = float(value) - float(base)
     out["delta"] = delta
-    moved = f"{_fmt(base)} -> {_fmt(float(value))} ({delta:+.4g})"
+    moved = f"{fmt_value(base)} -> {fmt_value(float(value))} ({delta:+.4g})"
     if direction is None:
         return {**out, "reason": f"{moved}; not judged: {direction_why or 'no direction'}"}
     drop = -delta if direction == "higher" else delta

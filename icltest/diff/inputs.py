@@ -97,15 +97,10 @@ def side_from_dict(data: Any, path: str = "<input>") -> Side:
 
 
 def _status(record: dict[str, Any]) -> str:
-    if record.get("passed") is True:
-        return "pass"
-    if record.get("xfail"):
-        return "xfail"
-    if record.get("xpass_strict"):
-        return "xpass(strict)"
-    if "error" in record:
-        return "error"
-    return "fail"
+    """pass, fail, xfail, error or xpass(strict): the report's own status, in lower case."""
+    from icltest.report.build import status_of
+
+    return status_of(record).lower()
 
 
 def _number(value: Any) -> Any:

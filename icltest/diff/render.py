@@ -3,29 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from icltest.report.build import fmt_delta as signed
+from icltest.report.build import fmt_value as num
+
 MAX_PAIRS = 20  # moved / poor pairs listed in text and Markdown; the JSON has every pair
 MAX_SAME = 32   # heads listed with their same-index similarity
 
 
-def num(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return "-" if value is None else str(value)
-    if isinstance(value, (int, float)):
-        value = float(value)
-        if value != value:
-            return "nan"
-        if value != 0 and abs(value) < 1e-3:
-            return f"{value:.2e}"
-        return f"{value:.0f}" if value.is_integer() and abs(value) >= 1 else f"{value:.4f}"
-    return str(value)
-
-
-def signed(value: Any) -> str:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return "-"
-    if value != 0 and abs(value) < 1e-3:
-        return f"{value:+.2e}"
-    return f"{value:+.4f}"
 
 
 def _value(cell: dict[str, Any]) -> str:

@@ -61,7 +61,7 @@ def build_report(
     }
 
 
-def _fmt(value: Any) -> str:
+def fmt_value(value: Any) -> str:
     if isinstance(value, float):
         if value != 0 and abs(value) < 1e-3:  # a float-precision value (e.g. a relative error) is not 0.0000
             return f"{value:.2e}"
@@ -132,10 +132,10 @@ def terminal_lines(records: list[dict[str, Any]]) -> list[str]:
     rows = [header]
     ordered = [r for r in records if regressed(r)] + [r for r in records if not regressed(r)]
     for r in ordered:
-        row = (status_of(r), f"{r['id']}[{r['target']}]", _fmt(r.get("value")), str(r.get("expect", "-")))
+        row = (status_of(r), f"{r['id']}[{r['target']}]", fmt_value(r.get("value")), str(r.get("expect", "-")))
         if with_baseline:
             base = baseline_of(r) or {}
-            row += (_fmt(base.get("value")), fmt_delta(base.get("delta")), str(base.get("verdict", "-")))
+            row += (fmt_value(base.get("value")), fmt_delta(base.get("delta")), str(base.get("verdict", "-")))
         rows.append(row + (str(r.get("spec", "")),))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]

@@ -27,7 +27,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from icltest.report.build import _fmt, baseline_counts, baseline_of, fmt_delta, regressed, status_of, verdict_counts
+from icltest.report.build import fmt_value, baseline_counts, baseline_of, fmt_delta, regressed, status_of, verdict_counts
 from icltest.report.files import write_atomic
 from icltest.report.maps import SIGNED, top_heads
 
@@ -267,11 +267,11 @@ def _claims_html(records: list[dict[str, Any]]) -> str:
         claim = f"{r.get('id')}[{r.get('target')}]"
         cells = [f'<td><span class="pill {cls}">{_e(status)}</span></td>',
                  f'<td class="claim"><code>{_e(claim)}</code></td>', f"<td>{_e(r.get('kind', ''))}</td>",
-                 f'<td class="num">{_e(_fmt(r.get("value")))}</td>', f"<td><code>{_e(r.get('expect', '-'))}</code></td>"]
+                 f'<td class="num">{_e(fmt_value(r.get("value")))}</td>', f"<td><code>{_e(r.get('expect', '-'))}</code></td>"]
         if with_baseline:
             base = baseline_of(r) or {}
             verdict = base.get("verdict")
-            cells += [f'<td class="num">{_e(_fmt(base.get("value")))}</td>',
+            cells += [f'<td class="num">{_e(fmt_value(base.get("value")))}</td>',
                       f'<td class="num">{_e(fmt_delta(base.get("delta")))}</td>',
                       f'<td class="v-{_e(verdict)}" title="{_e(base.get("reason", ""))}">{_e(verdict or "-")}</td>']
         cells += [f'<td class="summary">{_e(r.get("summary") or r.get("error") or "")}</td>',
@@ -286,7 +286,7 @@ def _head_list(values: list[list[Any]], heads: list[tuple[int, int, Any]] | list
     for item in list(heads)[:limit]:
         l, h = int(item[0]), int(item[1])
         value = values[l][h] if l < len(values) and h < len(values[l]) else None
-        shown.append(f"L{l}H{h}&nbsp;{_e(_fmt(value))}")
+        shown.append(f"L{l}H{h}&nbsp;{_e(fmt_value(value))}")
     more = len(heads) - len(shown)
     return ", ".join(shown) + (f" … (+{more} more)" if more > 0 else "")
 

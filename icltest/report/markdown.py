@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from icltest.report.build import _fmt, baseline_counts, baseline_of, fmt_delta, regressed, verdict_counts
+from icltest.report.build import fmt_value, baseline_counts, baseline_of, fmt_delta, regressed, verdict_counts
 from icltest.report.files import write_atomic
 from icltest.report.maps import top_heads
 from icltest.report.sweeps import sweep_section
@@ -38,10 +38,10 @@ def _table(records: list[dict[str, Any]], with_baseline: bool = False) -> list[s
         if with_baseline:
             base = baseline_of(r)
             cells = (" - | - | - |" if base is None else
-                     f" {_fmt(base.get('value'))} | {fmt_delta(base.get('delta'))} "
+                     f" {fmt_value(base.get('value'))} | {fmt_delta(base.get('delta'))} "
                      f"| {_cell(VERDICT_MARKS.get(base.get('verdict'), base.get('verdict', '-')))} |")
         out.append(
-            f"| {mark} | `{r['id']}[{r['target']}]` | {_fmt(r.get('value'))} | `{r.get('expect', '-')}` |{cells} "
+            f"| {mark} | `{r['id']}[{r['target']}]` | {fmt_value(r.get('value'))} | `{r.get('expect', '-')}` |{cells} "
             f"{summary} | `{r.get('spec', '')}` |"
         )
     return out
@@ -57,11 +57,11 @@ def _maps_section(maps: list[dict[str, Any]]) -> list[str]:
            "|---|---|---|" + ("---|" if several else "") + "---|"]
     for m in maps:
         values = m.get("values") or []
-        top = ", ".join(f"L{l}H{h} {_fmt(v)}" for l, h, v in top_heads(values, 3)) or "no finite values"
+        top = ", ".join(f"L{l}H{h} {fmt_value(v)}" for l, h, v in top_heads(values, 3)) or "no finite values"
         targets = []
         for l, h in (m.get("targets") or [])[:8]:
             value = values[l][h] if l < len(values) and h < len(values[l]) else None
-            targets.append(f"L{l}H{h} {_fmt(value)}")
+            targets.append(f"L{l}H{h} {fmt_value(value)}")
         more = len(m.get("targets") or []) - len(targets)
         shown = (", ".join(targets) + (f" (+{more} more)" if more > 0 else "")) if targets else "-"
         model = f" `{_cell(m.get('model'))}` |" if several else ""
