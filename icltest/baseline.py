@@ -26,9 +26,11 @@ unit changed: the old number measured something else, so it is reported and not 
 
 Tolerance: the claim's ``baseline.max_drop``, else the spec's ``defaults.baseline.max_drop``, else
 ``--icl-max-drop``; with none of these the claim is compared and reported but cannot regress.
-Direction: the claim's ``baseline.direction``, else the defaults', else its expectation (``>=``/``>``
-higher is better, ``<=``/``<`` lower); a spec that sets ``max_drop`` on a claim whose direction
-cannot be inferred is an error at load time. The spec key is ``baseline`` on every claim kind
+Direction: the claim's ``baseline.direction``, else the defaults', else the claim kind's own
+``baseline_direction(claim)`` where the kind's value is not what its ``expect`` bounds (a circuit's
+value is its necessity effect even next to ``sufficiency: "<= 0.1"``; a property has no ``expect``),
+else its expectation (``>=``/``>`` higher is better, ``<=``/``<`` lower); a spec that sets
+``max_drop`` on a claim whose direction cannot be inferred is an error at load time. The spec key is ``baseline`` on every claim kind
 (task_accuracy's own comparison condition is its ``reference``, steering's words ``reference_words``).
 
 Identity is by file hash: ``same_weights`` compares the weights' sha256, never model names (a
@@ -50,8 +52,6 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 VERDICTS = ("pass", "regressed", "improved", "new", "incomparable")
-MODEL_KEYS = ("name", "weights_sha256", "gguf_sha256", "revision", "dtype", "device", "architecture",
-              "n_layers", "n_heads")
 COMPARED_MODEL_KEYS = ("weights_sha256", "revision", "dtype", "device")
 LIBRARIES = ("icltest", "torch", "transformers", "numpy")
 STATS_SKIP = frozenset({"maps", "map", "sweep", "sweeps", "curve", "failure_lines", "also"})
@@ -81,8 +81,50 @@ def resolve_path(name: str, rootdir: Path, baseline_dir: str | None = None) -> P
 
 
 def claim_key(record: dict[str, Any]) -> str:
-    """``<spec path from the rootdir>::<claim id>[<target>]``: the item's pytest node id."""
-    return record.get("key") or record["item"]
+    """``<spec path>::<claim id>[<target>]``; the spec path is relative to the rootdir (absolute for
+    a spec outside it, so two such files never share keys)."""
+    if record.get("key"):
+        return record["key"]
+    order = record.get("order")
+    if isinstance(order, (list, tuple)) and order and "id" in record and "target" in record:
+        return f"{order[0]}::{record['id']}[{record['target']}]"
+    return record["item"]
+
+
+class EntryIndex:
+    """Finds a record's baseline entry: by its key, else by spec file name + claim, else by claim alone.
+
+    pytest's rootdir, and with it every key's spec path, moves with the command line (a path given
+    as an option's separate argument counts in the rootdir search), so a baseline saved in one
+    checkout layout must still match. The fallbacks accept only a baseline entry that is the
+    single one with that file name + claim id + target (then: claim id + target).
+    """
+
+    def __init__(self, claims: dict[str, Any]) -> None:
+        self.claims = claims
+        self.by_file: dict[tuple[str, str], list[str]] = {}
+        self.by_name: dict[str, list[str]] = {}
+        for key in claims:
+            file, name = _split_key(key)
+            self.by_file.setdefault((Path(file).name, name), []).append(key)
+            self.by_name.setdefault(name, []).append(key)
+
+    def find(self, record: dict[str, Any]) -> tuple[str | None, str]:
+        """(the baseline key, how it matched: "key", "file name and claim", "claim" or "")."""
+        key = claim_key(record)
+        if key in self.claims:
+            return key, "key"
+        file, name = _split_key(key)
+        for found, how in ((self.by_file.get((Path(file).name, name), []), "file name and claim"),
+                           (self.by_name.get(name, []), "claim")):
+            if len(found) == 1:
+                return found[0], how
+        return None, ""
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    file, sep, name = key.partition("::")
+    return (file, name) if sep else ("", key)
 
 
 def display(path: Path, rootdir: Path | None = None) -> str:
@@ -113,30 +155,57 @@ def data_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def probe_version(label: str | None) -> str:
-    """A claim's probe/data version: the probe label (kind, parameters, seed) plus :func:`data_version`."""
-    return hashlib.sha256(f"{data_version()}\n{label or ''}".encode()).hexdigest()[:16]
+_NO_DATA = ("repeated_random", "hypothesis repeated_random", "hypothesis repeated_with_noise")
 
 
-def _version(package: str) -> str | None:
-    from importlib import metadata
+def probe_data_files(label: str | None, kind: str | None = None) -> list[Path]:
+    """The shipped data files a claim's probe reads, read off its label (and kind).
 
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
+    Task sets by name (``task open_book(...)`` reads ``tasks/open_book.yaml``), the prose corpus
+    for ``natural_text``, ``concepts.yaml`` for steering, none for random tokens. A label that
+    names no file but is not random tokens (conflict prompts, few-shot properties) counts every
+    data file: unknown means "could have changed", never "cannot have changed".
+    """
+    import re
+
+    root = Path(__file__).resolve().parent / "data"
+    text = label or ""
+    tasks = sorted(p for p in (root / "tasks").glob("*.yaml") if re.search(rf"\b{re.escape(p.stem)}\b", text))
+    files = list(tasks)
+    if "natural_text" in text or "corpus=" in text:
+        files += sorted((root / "text").glob("*.yaml"))
+    if kind == "steering" or text.startswith("steering"):
+        files.append(root / "concepts.yaml")
+    if not files and not text.startswith(_NO_DATA):
+        files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return files
+
+
+def probe_version(label: str | None, kind: str | None = None) -> str:
+    """A claim's probe/data version: its probe label (kind, parameters, seed) plus the content of
+    the data files that probe reads (:func:`probe_data_files`), so editing one task set leaves the
+    claims on other tasks comparable."""
+    root = Path(__file__).resolve().parent / "data"
+    digest = hashlib.sha256(f"{label or ''}\n".encode())
+    for path in probe_data_files(label, kind):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes().replace(b"\r\n", b"\n") + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def current_env(records: list[dict[str, Any]], session_seed: int | None) -> dict[str, Any]:
     """The environment facts a baseline stores and compares, from this run's records."""
     import sys
 
+    from icltest.report.build import package_version
+    from icltest.report.records import MODEL_KEYS
+
     models: dict[str, dict[str, Any]] = {}
     for record in records:
         model = record.get("model") or {}
         if model.get("name"):
             models[model["name"]] = {k: model[k] for k in MODEL_KEYS if model.get(k) is not None}
-    libraries: dict[str, Any] = {name: _version(name) for name in LIBRARIES}
+    libraries: dict[str, Any] = {name: package_version(name) for name in LIBRARIES}
     libraries["python"] = sys.version.split()[0]
     return {"models": models, "session_seed": session_seed, "libraries": libraries, "data_version": data_version()}
 
@@ -202,7 +271,7 @@ def build(name: str, records: list[dict[str, Any]], session_seed: int | None,
             "value": record.get("value"), "unit": record.get("unit"), "expect": record.get("expect"),
             "passed": bool(record.get("claim_passed", record.get("passed"))),
             "stats": extract_stats(record.get("details")),
-            "probe": record.get("probe"), "probe_version": probe_version(record.get("probe")),
+            "probe": record.get("probe"), "probe_version": probe_version(record.get("probe"), record.get("kind")),
             "seed": record.get("seed"), "kind": record.get("kind"),
             "model": (record.get("model") or {}).get("name"),
         }
@@ -258,6 +327,10 @@ def load(path: Path, shown: str | None = None) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise BaselineError(f"baseline file {shown} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
                             f"{exc.msg}); {remedy}") from None
+    if isinstance(data, dict) and "summary" in data and isinstance(data.get("claims"), list):
+        raise BaselineError(f"{shown} is an icltest report (pytest --icl-json), not a baseline; compare two reports "
+                            "with icltest diff A.json B.json, or save this run's values as a baseline with "
+                            "--icl-save-baseline NAME")
     if not isinstance(data, dict) or not isinstance(data.get("claims"), dict):
         raise BaselineError(f"{shown} is not an icltest baseline (no 'claims' mapping); {remedy}")
     if data.get("schema_version") != SCHEMA_VERSION:
@@ -268,6 +341,8 @@ def load(path: Path, shown: str | None = None) -> dict[str, Any]:
             raise BaselineError(f"baseline file {shown}: claim {key!r} has no value; {remedy}")
     if not isinstance(data.get("env", {}), dict):
         raise BaselineError(f"baseline file {shown}: 'env' is not a mapping; {remedy}")
+    if not isinstance(data.get("name"), str) or not data["name"].strip():
+        data["name"] = path.stem  # a hand-made or renamed file: messages name it by its file, never "None"
     return data
 
 
@@ -280,23 +355,49 @@ def comparison_direction(comparison: Any) -> str | None:
     return "higher" if op in (">=", ">") else ("lower" if op in ("<=", "<") else None)
 
 
-def expectation_direction(claim: Any, module: Any = None) -> tuple[str | None, str]:
-    """Which way is better for a claim's value, read from its expectation: (direction, why not).
+def first_direction(*comparisons: Any, default: str | None = None) -> str | None:
+    """The direction of the first of ``comparisons`` that has one (None entries skipped), else ``default``.
 
-    A claim kind may say itself (``baseline_direction(claim)`` in its module). Otherwise: the
-    claim's ``expect`` when it is one comparison; when ``expect`` is a block (``{rank: ...}``,
-    ``{drop: ...}``), the comparisons set in it when they all point the same way. Anything else
-    (``between``, ``==``, mixed directions, no ``expect``) needs ``baseline: {direction: ...}``.
+    For claim kinds' ``baseline_direction`` hooks: list the comparisons that bound the claim's
+    value (or a number that moves with it), most direct first; ``default`` is the way the value is
+    better by its nature (accuracy higher, an error lower), used when none of them says.
+    """
+    for comparison in comparisons:
+        direction = comparison_direction(comparison) if comparison is not None else None
+        if direction is not None:
+            return direction
+    return default
+
+
+def expectation_direction(claim: Any, module: Any = None) -> tuple[str | None, str]:
+    """Which way is better for a claim's value: (direction, why not).
+
+    A claim kind whose ``Measurement.value`` is not simply what its top-level ``expect`` bounds
+    says itself: ``baseline_direction(claim) -> "higher" | "lower" | None`` in its module (found
+    from ``claim.kind`` when ``module`` is not given); its answer is final, None included (the
+    kind cannot tell for this claim, so the spec must say). Otherwise: the claim's ``expect`` when
+    it is one comparison; when ``expect`` is a block (``{rank: ...}``, ``{drop: ...}``), the
+    comparisons set in it when they all point the same way. Anything else (``between``, ``==``,
+    mixed directions, no ``expect``) needs ``baseline: {direction: ...}``.
     """
     from pydantic import BaseModel
 
     from icltest.schema.expect import Comparison
 
+    if module is None and isinstance(getattr(claim, "kind", None), str):
+        try:
+            from icltest.claims import claim_module
+
+            module = claim_module(claim.kind)
+        except Exception:  # an unknown or broken kind: its spec fails elsewhere; infer from expect
+            module = None
     hook = getattr(module, "baseline_direction", None) if module is not None else None
     if callable(hook):
         direction = hook(claim)
         if direction in ("higher", "lower"):
             return direction, ""
+        return None, (f"its {claim.kind} claim's expectation does not say whether a higher or lower value "
+                      "is better")
     expect = getattr(claim, "expect", None)
     if isinstance(expect, Comparison):
         comparisons = [expect]
@@ -393,11 +494,13 @@ def compare(current: dict[str, Any], entry: dict[str, Any] | None, *, max_drop: 
     base = entry.get("value")
     out["value"] = base
     label = current.get("probe")
-    if entry.get("probe_version") != probe_version(label):
+    if entry.get("probe_version") != probe_version(label, current.get("kind")):
         if entry.get("probe") != label:
             why = f"the probe changed ({entry.get('probe')!r} -> {label!r})"
         else:
-            why = "the task/probe data files changed (icltest/data)"
+            names = ", ".join(p.name for p in probe_data_files(label, current.get("kind")))
+            why = (f"the data files this probe reads changed ({names})" if names
+                   else "the probe's version changed (same label, made by another icltest)")
         return {**out, "verdict": "incomparable", "reason": f"{why}: not compared"}
     if entry.get("seed") != current.get("seed"):
         return {**out, "verdict": "incomparable",
@@ -455,7 +558,8 @@ def model_pairs(baseline: dict[str, Any], records: list[dict[str, Any]]) -> list
     claims = baseline.get("claims", {})
     pairs = set()
     for record in records:
-        entry = claims.get(claim_key(record)) if "item" in record or "key" in record else None
+        matched = (record.get("baseline") or {}).get("key")
+        entry = claims.get(matched) if matched else None
         name = (record.get("model") or {}).get("name")
         if entry is not None and name:
             pairs.add((entry.get("model"), name))
@@ -516,7 +620,7 @@ def summarize(baseline: dict[str, Any], records: list[dict[str, Any]], *, path: 
         verdict = (record.get("baseline") or {}).get("verdict")
         if verdict in counts:
             counts[verdict] += 1
-    keys = {claim_key(r) for r in records if "item" in r or "key" in r}
+    keys = {(r.get("baseline") or {}).get("key") for r in records} - {None}  # entries some claim matched
     base_env = baseline.get("env", {}) or {}
     models = base_env.get("models", {}) or {}
     return {
@@ -543,7 +647,10 @@ def summary_line(summary: dict[str, Any]) -> str:
                                                            for c in hashes) + ")"
     else:
         text += "; weights sha256 unknown"
-    changes = [c for c in summary.get("env_changes", []) if not c["key"].endswith("weights_sha256")
+    names = [c for c in summary.get("env_changes", []) if c["key"].endswith(".name")]
+    if names:  # which model ran: information, like the weights, not an environment change
+        text += "; model " + ", ".join(f"{_short(c['baseline'])} -> {_short(c['current'])}" for c in names)
+    changes = [c for c in summary.get("env_changes", []) if not c["key"].endswith(("weights_sha256", ".name"))
                and not (c["key"].endswith(".revision") and str(c["current"]).startswith(("local-sha256:",
                                                                                       "gguf-sha256:")))]
     if changes:

@@ -476,7 +476,8 @@ class IcltestPlugin:
         from icltest.report import terminal_lines
 
         terminalreporter.section("icltest claims")
-        for line in terminal_lines(self.results):
+        comparing = self.baseline is not None and self.baseline.comparing
+        for line in terminal_lines(self.results, self.baseline.summary(self.results) if comparing else None):
             terminalreporter.write_line(line)
         for name in ("json", "markdown", "html"):
             if _opt(config, name):

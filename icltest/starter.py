@@ -450,11 +450,14 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def model_entry(args: argparse.Namespace, spec_path: Path) -> Any:
+def model_entry(args: argparse.Namespace, spec_path: Path, info: dict[str, Any] | None = None) -> Any:
     """What ``model:`` holds: the alias, hub id or folder the user gave, as a spec names it.
 
     A relative folder is rewritten relative to the spec's own folder (the loader resolves it from
-    there), unless the two share no folder but the root; an absolute one stays absolute.
+    there), unless the two share no folder but the root; an absolute one stays absolute. A hub id
+    is pinned to the revision that was scanned: ``info`` (the loaded model's facts) gives the
+    resolved commit, so a later push to the repository (or a moved branch or tag) cannot change
+    what the spec's thresholds were measured on; without a known commit, ``--revision`` as given.
     """
     from icltest.models.aliases import ALIASES
 
@@ -478,11 +481,23 @@ def model_entry(args: argparse.Namespace, spec_path: Path) -> Any:
     if args.model in ALIASES:
         return {"alias": args.model} | extra if extra else args.model
     entry = {"id": args.model}
-    if args.revision:
-        entry["revision"] = args.revision
+    revision = pinned_revision(info or {}) or args.revision
+    if revision:
+        entry["revision"] = revision
     if args.gguf_file:
         entry["gguf_file"] = args.gguf_file
     return entry | extra
+
+
+def pinned_revision(info: dict[str, Any]) -> str | None:
+    """The hub commit a loaded model came from: ``info["commit"]``, else a ``revision`` that is a
+    commit hash (40 hex digits); None when unknown (a branch or tag name pins nothing)."""
+    import re
+
+    for value in (info.get("commit"), info.get("revision")):
+        if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{40}", value):
+            return value
+    return None
 
 
 def _command_line(args: argparse.Namespace, seeds: Sequence[int], scores: Sequence[str]) -> str:
@@ -555,8 +570,8 @@ def _write_spec(args: argparse.Namespace, scores: Sequence[str]) -> int:
     info = loaded.info
     print(f"model {info['name']}: {info['architecture']}, {info['n_layers']} layers x {info['n_heads']} heads "
           f"({info['n_kv_heads']} kv), loaded in {info['load_seconds']} s", file=sys.stderr)
-    starter = write_starter(session, loaded, model_entry(args, path), path, probes, scores, args.spec_top, args.margin,
-                            _command_line(args, seeds, scores))
+    starter = write_starter(session, loaded, model_entry(args, path, info), path, probes, scores, args.spec_top,
+                            args.margin, _command_line(args, seeds, scores))
     for section in starter.sections:
         kept = [c.id for c in section.claims]
         print(f"{section.score}: {len(kept)} claim(s)" + (f", {len(section.notes)} note(s) on skipped claims"

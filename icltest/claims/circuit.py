@@ -522,3 +522,21 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
         parts.append(f"{c['n']} random sets of {c['count']} heads ({c['statistic']}): mean {_num(c['mean'])}, "
                      f"max {_num(c['max'])}; {c['position']}; p = {_num(c['p'])}, z = {_num(c['z'])}")
     return Verdict(all(checks), "; ".join(expects), "; ".join(parts), m)
+
+
+def baseline_direction(claim: Any) -> str | None:
+    """Which way is better for this claim's value against a saved baseline (see :func:`measure`).
+
+    The value is faithfulness f when ``expect.faithfulness`` is set (higher: the circuit recovers
+    more of the model), else the necessity effect when ``expect.necessity`` is set (higher: ablating
+    the circuit harms the metric more), else the sufficiency gap |m(C) - m(full)| (lower). A
+    ``sufficiency: "<= 0.1"`` next to a necessity bound says nothing about the value's direction.
+    """
+    from icltest.baseline import first_direction
+
+    e = claim.expect
+    if e.faithfulness is not None:
+        return first_direction(e.faithfulness, default="higher")
+    if e.necessity is not None:
+        return first_direction(e.necessity.comparison, default="higher")
+    return first_direction(e.sufficiency, default="lower")

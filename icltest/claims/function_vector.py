@@ -345,3 +345,13 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
     if failed:
         summary += "; FAILED: " + ", ".join(failed)
     return Verdict(passed, expect, summary, m)
+
+
+def baseline_direction(claim: Any) -> str | None:
+    """The value is accuracy with the FV, whichever of accuracy / gain / recall ``expect`` bounds:
+    gain (minus zero-shot accuracy) and recall (over k-shot accuracy) move with it, so the first
+    bound that has a direction decides, else higher (more accuracy)."""
+    from icltest.baseline import first_direction
+
+    e = claim.expect
+    return first_direction(e.accuracy, e.gain, e.recall, default="higher")

@@ -226,3 +226,12 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
             shown = ", ".join(f"{k}={v:.3f}" for k, v in sorted(bad.items(), key=lambda kv: kv[1])[:8])
             summary += f"; violating: {shown}" + (" ..." if len(bad) > 8 else "")
     return Verdict(passed, expect, summary, m)
+
+
+def baseline_direction(claim: Any) -> str | None:
+    """The value is attention mass on the span (of the head closest to failing): its bound decides,
+    else ``over_uniform``'s (mass / uniform moves with it); a head may be claimed to look away, so
+    there is no default."""
+    from icltest.baseline import first_direction
+
+    return first_direction(claim.expect, claim.over_uniform)

@@ -281,3 +281,13 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
     summary = (f"{d['head']} ranks {int(m.value)}/{d['n_heads']} as {claim.role} by attribution (score "
                f"{d['score']:+.5f}; expected rank {claim.expect.rank}); top: {top}; mean-ablating it: {exact}")
     return Verdict(passed, f"rank {claim.expect.rank}", summary, m)
+
+
+def baseline_direction(claim: Any) -> str | None:
+    """The value is a head's rank (1 = most relevant: lower is better) or, with ``spearman``, the
+    agreement rho (higher); the bound's own direction comes first."""
+    from icltest.baseline import first_direction
+
+    if claim.expect.spearman is not None:
+        return first_direction(claim.expect.spearman, default="higher")
+    return first_direction(claim.expect.rank, default="lower")

@@ -56,3 +56,10 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
 
 
 Schema = HeadRankClaim  # the claim-kind contract: Schema + targets / measure / judge
+
+
+def baseline_direction(claim: Any) -> str | None:
+    """The value is the rank (1 = highest score): the bound decides, else lower."""
+    from icltest.baseline import first_direction
+
+    return first_direction(claim.expect.rank, default="lower")

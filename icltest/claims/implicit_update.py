@@ -284,3 +284,10 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
     if not moved:
         summary += "; FAILED: the context does not change the compared output at any judged layer (nothing to reproduce)"
     return Verdict(bool(ok_error and ok_rank and moved and ok_growth), expect, summary, m)
+
+
+def baseline_direction(claim: Any) -> str | None:
+    """The value is the largest relative error: lower is better unless the bound says otherwise."""
+    from icltest.baseline import first_direction
+
+    return first_direction(claim.expect.rel_error, default="lower")

@@ -226,3 +226,11 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
                    f"{d['rank_among_heads']}/{d['n_heads']} among heads, all heads {d['all_heads_mean']:+.4f} "
                    f"+- {d['all_heads_sd']:.4f}")
     return Verdict(passed, str(claim.expect), summary, m)
+
+
+def baseline_direction(claim: Any) -> str | None:
+    """The value is a direct effect in logits (its sign depends on the claim: no default) or, with
+    ``lens``, the share of positions whose target is in the top k (higher)."""
+    from icltest.baseline import first_direction
+
+    return first_direction(claim.expect, default="higher" if claim.lens is not None else None)

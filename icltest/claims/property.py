@@ -395,3 +395,12 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
 
 def _flow(mapping: dict[str, Any]) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in mapping.items()) + "}"
+
+
+def baseline_direction(claim: Any) -> str | None:
+    """The claim has no ``expect``: the value is the example closest to failing ``check.per_sequence``
+    or ``check.mean``, so that bound decides; else higher for the metrics (top-1 shares), none for scores."""
+    from icltest.baseline import first_direction
+
+    check = claim.check
+    return first_direction(check.per_sequence, check.mean, default="higher" if check.metric is not None else None)

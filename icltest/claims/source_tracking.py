@@ -162,3 +162,10 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
             expect += f"; control p {claim.control.expect.p}"
             summary += "" if ok else " FAILED"
     return Verdict(passed, expect, summary, m)
+
+
+def baseline_direction(claim: Any) -> str | None:
+    """The value is the held-out ROC AUC: its bound decides, else higher."""
+    from icltest.baseline import first_direction
+
+    return first_direction(claim.expect.auroc, default="higher")

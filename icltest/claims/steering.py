@@ -495,3 +495,11 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
     if math.isnan(m.value):
         passed = False
     return Verdict(bool(passed), "; ".join(expects), "; ".join(parts), m)
+
+
+def baseline_direction(claim: Any) -> str | None:
+    """The value is the log-prob gain even when only ``expect.mention`` is bounded: the gain's
+    bound decides, else the mention share's (it moves with the gain), else higher."""
+    from icltest.baseline import first_direction
+
+    return first_direction(claim.expect.gain, claim.expect.mention, default="higher")

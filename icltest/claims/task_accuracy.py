@@ -132,3 +132,12 @@ def judge(claim: Any, target: Target, m: Measurement) -> Verdict:
         summary += (f"; {name} = {b['value']:.4f}, gain {b['gain']:.4f} "
                     f"(expected {claim.reference.expect.gain})" + ("" if gain_ok else " FAILED"))
     return Verdict(passed, expect, summary, m)
+
+
+def baseline_direction(claim: Any) -> str | None:
+    """The value is accuracy (or answer probability) at the claim's shots: its bound decides, else
+    the reference gain's (gain = value - reference), else higher."""
+    from icltest.baseline import first_direction
+
+    gain = claim.reference.expect.gain if claim.reference is not None else None
+    return first_direction(claim.expect, gain, default="higher")

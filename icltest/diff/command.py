@@ -2,7 +2,8 @@
 
 Exit codes: 0 (the diff is informational), 1 with ``--fail-on-flip`` when a claim item went
 from pass to fail, 2 for bad input (a missing file, a file that is not a report or baseline, a
-pytest run that produced no report), always as one line on stderr.
+pytest run that produced no report, a run-mode suite that names its own ``model:``, which would
+win over ``--models``), always as one line on stderr.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--suite", help="run mode: spec file (or folder) to run with pytest on each of --models")
     p.add_argument("--models", nargs=2, metavar=("A", "B"), help="run mode: two models (aliases, hub ids or folders)")
     p.add_argument("--pytest-args", default="", help='run mode: extra pytest arguments, e.g. "--icl-seed 1"')
-    p.add_argument("--reports-dir", help="run mode: keep the two report JSON files here (default: a temp folder)")
+    p.add_argument("--reports-dir", help="run mode: keep the two report JSON files here (default: a temp folder, deleted after "
+                        "the diff)")
     p.add_argument("--patterns", action="store_true",
                    help="run mode: also match heads by attention-pattern correlation on one shared probe "
                         "(loads both models in this process)")
@@ -72,8 +74,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if run_mode:
             if not Path(args.suite).exists():
                 return _fail(f"--suite {args.suite}: no such file or folder")
-            from icltest.diff.run import run_suite
+            from icltest.diff.run import run_suite, suite_models
 
+            named = suite_models(args.suite)
+            if named:
+                spec, model = named[0]
+                more = f" (and {len(named) - 1} more spec file(s) with a model:)" if len(named) > 1 else ""
+                return _fail(f"{spec} names model: {model}{more}; run mode needs a suite without model: (like "
+                             "specs/*.yaml or suites/induction-2l.yaml), because a spec's own model wins over "
+                             f"--icl-model and both runs would measure {model}; remove its model: line, or run "
+                             "pytest with --icl-json on each model and diff the two reports")
             tmp = None if args.reports_dir else tempfile.TemporaryDirectory(prefix="icltest-diff-")
             out = Path(args.reports_dir or tmp.name)  # type: ignore[union-attr]
             out.mkdir(parents=True, exist_ok=True)
@@ -84,6 +94,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
             finally:
                 if tmp is not None:
                     tmp.cleanup()
+            if tmp is not None:  # the reports are gone: never print a path into the deleted folder
+                for side, model in zip(sides, args.models):
+                    side.path = f"pytest on {model}, temporary file (deleted; --reports-dir DIR keeps it)"
         else:
             sides = [load_side(p) for p in args.inputs]
         result = diff_sides(sides[0], sides[1], labels=labels, top=args.top, poor=args.poor_match)

@@ -26,16 +26,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from icltest.claims.heads import head_name
 from icltest.diff.inputs import Side
 
 INDEX_PENALTY = 0.1
 """Extra cost (standard deviations) of pairing heads at different (layer, head) indices."""
 POOR_MATCH = 0.5
 """Default similarity below which a match is reported as poor (one standard deviation apart)."""
-
-
-def head_name(layer: int, head: int) -> str:
-    return f"L{layer}H{head}"
 
 
 def _shape(values: list[list[Any]]) -> tuple[int, int]:

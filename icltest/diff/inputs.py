@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MODEL_KEYS = ("name", "weights_sha256", "revision", "architecture", "dtype", "device", "n_layers", "n_heads",
-              "n_kv_heads", "gguf_sha256")
+from icltest.report.records import MODEL_KEYS
+
 ENV_SKIP = {"time", "models"}  # when a report was written is not a difference between the models
 
 
@@ -103,7 +103,7 @@ def _status(record: dict[str, Any]) -> str:
     return status_of(record).lower()
 
 
-def _number(value: Any) -> Any:
+def _as_float(value: Any) -> Any:
     """Numbers as float (bool and non-finite stay what they are); anything else unchanged."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -142,7 +142,7 @@ def _from_report(data: dict[str, Any], path: str) -> Side:
         if key in claims:  # the same claim item twice (two models in one report): keep both apart
             model_name = (record.get("model") or {}).get("name", i)
             key = f"{key}@{model_name}"
-        claims[key] = ClaimRow(key=key, name=name, value=_number(record.get("value")), status=_status(record),
+        claims[key] = ClaimRow(key=key, name=name, value=_as_float(record.get("value")), status=_status(record),
                                expect=record.get("expect"), unit=record.get("unit"),
                                head=_head_of(str(record["target"]), record.get("details")))
         model = record.get("model")
@@ -187,7 +187,7 @@ def _from_baseline(data: dict[str, Any], path: str) -> Side:
         if not isinstance(entry, dict):
             raise DiffInputError(f"{path}: baseline claim {key!r} is not a mapping; is this an icltest baseline?")
         name = key.rsplit("::", 1)[-1]
-        claims[key] = ClaimRow(key=key, name=name, value=_number(entry.get("value")),
+        claims[key] = ClaimRow(key=key, name=name, value=_as_float(entry.get("value")),
                                status="pass" if entry.get("passed") is True else "fail",
                                expect=entry.get("expect"), unit=entry.get("unit"), head=_baseline_head(name, entry))
     env_raw = data.get("env") if isinstance(data.get("env"), dict) else {}

@@ -46,6 +46,41 @@ def _first_error(lines: list[str]) -> str:
     return lines[-1].strip() if lines else ""
 
 
+def _model_text(value: Any) -> str:
+    """A spec's ``model:`` as written: ``smollm2-135m``, ``org/name@rev``, ``path/to/folder``."""
+    if isinstance(value, dict):
+        name = next((str(value[k]) for k in ("alias", "id", "path", "gguf") if value.get(k)), None)
+        if name is None:
+            return json.dumps(value, default=str)
+        return f"{name}@{value['revision']}" if value.get("revision") else name
+    return str(value)
+
+
+def suite_models(suite: str | Path) -> list[tuple[Path, str]]:
+    """(spec file, its ``model:``) for every spec in ``suite`` (a file, or the spec files in a folder)
+    that names its own model. Such a spec ignores ``--icl-model``: the spec's model wins, so run
+    mode would measure that one model twice. Files that do not parse are left to pytest's error."""
+    import yaml
+
+    from icltest.discovery import looks_like_spec
+
+    root = Path(suite)
+    if root.is_dir():
+        files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+                       and looks_like_spec(p, named=False))
+    else:
+        files = [root]
+    found = []
+    for path in files:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and data.get("model") not in (None, "", {}):
+            found.append((path, _model_text(data["model"])))
+    return found
+
+
 def run_suite(suite: str, model: str, out: Path, pytest_args: str = "", tag: str = "") -> Path:
     """Run ``suite`` on ``model`` with pytest; the report JSON's path (DiffInputError on failure)."""
     report = out / f"{tag}{_slug(model)}.json"

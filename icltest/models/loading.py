@@ -241,7 +241,8 @@ def load_model(source: ModelSource, cache_dir: Path | None = None) -> LoadedMode
         except OSError as exc:  # weights or tokenizer files missing / unreadable
             raise ModelUnavailable(f"cannot load the model in '{source.path}': {' '.join(str(exc).split())[:300]}") from None
         sha = weights_sha256(Path(source.path))
-        info = {"revision": f"local-sha256:{sha[:16]}", "weights_sha256": sha}
+        info = {"revision": f"local-sha256:{sha[:16]}", "weights_sha256": sha,
+                "config_sha256": config_sha256(Path(source.path))}
     elif source.id:
         _hub_config(source)
         try:
@@ -253,7 +254,7 @@ def load_model(source: ModelSource, cache_dir: Path | None = None) -> LoadedMode
             raise _hub_failure(source, exc) from None
         commit = getattr(model.config, "_commit_hash", None)
         info = {"revision": source.revision or commit or "unknown", "commit": commit,
-                "weights_sha256": parameters_sha256(model)}
+                "weights_sha256": _hub_weights_sha256(source, model)}
     else:
         raise ModelUnavailable("model reference names no alias, id or path")
     if device_map is None:
@@ -279,19 +280,39 @@ WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf")
 
 
 def weights_sha256(folder: Path) -> str:
-    """The model's identity by content: sha256 over each weight file's name and sha256, plus config.json.
+    """The model's identity by content: sha256 over each weight file's name and sha256.
 
     Baselines and diffs identify a model by this, not by its name or revision: two checkpoint
     folders (or a branch that serves another's files) with the same bytes are the same model, and
-    a retrained model under an old name is not. Hashing reads every weight file once (about a
-    second per GB); the result is memoised per (path, size, mtime) for the process.
+    a retrained model under an old name is not. ``config.json`` is left out (``save_pretrained``
+    rewrites fields such as ``transformers_version``): it has its own :func:`config_sha256`.
+    Hashing reads every weight file once (about a second per GB); the result is memoised per
+    (path, size, mtime) for the process.
     """
     digest = hashlib.sha256()
-    config = folder / "config.json"
     files = sorted({p for pattern in WEIGHT_PATTERNS for p in folder.glob(pattern) if p.is_file()})
-    for path in ([config] if config.is_file() else []) + files:
+    for path in files:
         digest.update(f"{path.name}:{_file_sha256_memo(path)}\n".encode())
     return digest.hexdigest()
+
+
+def config_sha256(folder: Path) -> str | None:
+    config = folder / "config.json"
+    return file_sha256(config) if config.is_file() else None
+
+
+def _hub_weights_sha256(source: "ModelSource", model: Any) -> str:
+    """A hub model's weight files from the local hub cache (the same hash a folder of them gives);
+    the loaded parameters' hash only when the files cannot be found."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(source.id, revision=source.revision, local_files_only=True))
+        if any(folder.glob(pattern) for pattern in WEIGHT_PATTERNS):
+            return weights_sha256(folder)
+    except Exception:  # noqa: BLE001 - any failure to find the cached files falls back to the parameters
+        pass
+    return parameters_sha256(model)
 
 
 _SHA_MEMO: dict[tuple[str, int, int], str] = {}

@@ -6,8 +6,11 @@ network request: no CDN, no web fonts, no external links.
 
 Layout, top to bottom:
 
-- a header with the verdict counts (and the baseline's verdict counts when one was used);
-- the claim table: regressions against the baseline first, then the other failures, then the rest,
+- a header with the verdict counts (and the baseline's verdict counts when one was used; other
+  weights as information, environment changes as a warning, the claims not compared);
+- the claim table: regressions against the baseline that fail their item first (one accepted by
+  ``--icl-update-baseline`` or under an xfail mark is labelled so and keeps its place), then the
+  other failures, then the rest,
   each row coloured by its status, with the measured value, the expectation, the baseline's value,
   the change and the verdict (when a baseline was used), the summary and the spec line;
 - one layer x head heatmap per map in ``report["maps"]`` (a sequential colormap for scores in
@@ -27,9 +30,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from icltest.report.build import fmt_value, baseline_counts, baseline_of, fmt_delta, regressed, status_of, verdict_counts
+from icltest.report.build import (baseline_of, fmt_delta, fmt_value, not_compared_line, regressed, regression,
+                                  shown_counts, split_env_changes, status_of, verdict_label, weights_text)
 from icltest.report.files import write_atomic
-from icltest.report.maps import SIGNED, top_heads
+from icltest.report.maps import SIGNED, map_top_heads
 
 CSS = """
 :root { --pass: #1e7b34; --fail: #c62828; --regressed: #8e1b5a; --error: #b26a00; --xfail: #5f6368; }
@@ -49,6 +53,7 @@ nav a { margin-right: 14px; color: #0969da; text-decoration: none; }
 .REGRESSED { background: var(--regressed); } .ERROR { background: var(--error); } .XFAIL { background: var(--xfail); }
 .IMPROVED { background: #0b6e99; } .BASE { background: #6e7781; }
 .warn { background: #fff8c5; border: 1px solid #d4a72c; border-radius: 6px; padding: 6px 10px; margin: 6px 0; }
+.info { background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px; padding: 6px 10px; margin: 6px 0; }
 .meta { color: #57606a; font-size: 13px; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0; }
 th, td { border-bottom: 1px solid #d8dee4; padding: 4px 8px; text-align: left; vertical-align: top; }
@@ -62,7 +67,7 @@ tr.row-REGRESSED { background: #f9e6ef; } tr.row-ERROR { background: #fff6e5; } 
 .pill { display: inline-block; border-radius: 10px; padding: 1px 8px; color: #fff; font-size: 11px; font-weight: 700;
         white-space: nowrap; }
 .v-regressed { color: var(--regressed); font-weight: 700; } .v-improved { color: #0b6e99; font-weight: 700; }
-.v-incomparable { color: var(--error); }
+.v-incomparable { color: var(--error); } .v-accepted { color: var(--regressed); }
 figure { margin: 14px 0 22px; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
 figcaption { font-size: 13px; color: #333; margin-top: 4px; }
@@ -170,7 +175,7 @@ def heatmap_png(entry: dict[str, Any]) -> str:
     return _png(fig)
 
 
-def _number(value: Any) -> float | None:
+def _finite(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(float(value)) else None
@@ -183,11 +188,11 @@ def sweep_png(sweep: dict[str, Any], title: str) -> str | None:
     points = sweep.get("points") if isinstance(sweep, dict) else None
     if not isinstance(points, list) or not points or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in points):
         return None
-    ys = [_number(p[1]) for p in points]
+    ys = [_finite(p[1]) for p in points]
     if all(y is None for y in ys):
         return None
     xs_raw = [p[0] for p in points]
-    numeric = all(_number(x) is not None for x in xs_raw)
+    numeric = all(_finite(x) is not None for x in xs_raw)
     xs = [float(x) for x in xs_raw] if numeric else list(range(len(points)))
     fig = Figure(figsize=(5.4, 2.8))
     ax = fig.add_subplot()
@@ -200,7 +205,7 @@ def sweep_png(sweep: dict[str, Any], title: str) -> str | None:
     styles = ["--", ":", "-."]
     colours = ["#555555", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
     for i, (name, value) in enumerate(refs.items()):
-        if _number(value) is not None:
+        if _finite(value) is not None:
             ax.axhline(float(value), linestyle=styles[i % len(styles)], color=colours[i % len(colours)], linewidth=1.2,
                        label=f"{name} ({float(value):.3g})")
     if numeric and all(float(x).is_integer() for x in xs):
@@ -238,7 +243,7 @@ def _counts_html(report: dict[str, Any]) -> str:
         out.append(f'<span class="count {cls}{"" if n else " zero"}">{n} {_e(name)}</span>')
     out.append("</div>")
     base = report.get("baseline")
-    counts = verdict_counts((base or {}).get("counts") or {}) or baseline_counts(records)
+    counts = shown_counts(records, base)
     if base or counts:
         cls = {"regressed": "REGRESSED", "improved": "IMPROVED", "pass": "PASS"}
         out.append(f'<div class="counts"><span class="label">against baseline '
@@ -247,12 +252,16 @@ def _counts_html(report: dict[str, Any]) -> str:
             out.append(f'<span class="count {cls.get(verdict, "BASE")}{"" if n else " zero"}">{n} {_e(verdict)}</span>')
         out.append("</div>")
         if base and base.get("same_weights") is False:
-            out.append('<div class="warn">The baseline was measured on <b>different weights</b> (file hash differs).</div>')
-        changes = (base or {}).get("env_changes") or []
+            text = weights_text(base)
+            out.append(f'<div class="info">{_e(text[:1].upper() + text[1:])}.</div>')
+        changes = split_env_changes((base or {}).get("env_changes") or [])[1]
         if changes:
             keys = ", ".join(_e(c.get("key")) for c in changes)
             out.append(f'<div class="warn">{len(changes)} environment change(s) since the baseline: {keys} '
                        f'(<a href="#baseline">details</a>).</div>')
+        uncompared = not_compared_line(records, base)
+        if uncompared:
+            out.append(f'<div class="info">{_e(uncompared)}.</div>')
     return "\n".join(out)
 
 
@@ -270,10 +279,10 @@ def _claims_html(records: list[dict[str, Any]]) -> str:
                  f'<td class="num">{_e(fmt_value(r.get("value")))}</td>', f"<td><code>{_e(r.get('expect', '-'))}</code></td>"]
         if with_baseline:
             base = baseline_of(r) or {}
-            verdict = base.get("verdict")
+            verdict = "accepted" if regression(r) in ("accepted", "xfail") else base.get("verdict")
             cells += [f'<td class="num">{_e(fmt_value(base.get("value")))}</td>',
                       f'<td class="num">{_e(fmt_delta(base.get("delta")))}</td>',
-                      f'<td class="v-{_e(verdict)}" title="{_e(base.get("reason", ""))}">{_e(verdict or "-")}</td>']
+                      f'<td class="v-{_e(verdict)}" title="{_e(base.get("reason", ""))}">{_e(verdict_label(r) or "-")}</td>']
         cells += [f'<td class="summary">{_e(r.get("summary") or r.get("error") or "")}</td>',
                   f'<td class="spec"><code>{_e(r.get("spec", ""))}</code></td>']
         out.append(f'<tr class="row-{cls}" data-claim="{_e(claim)}">' + "".join(cells) + "</tr>")
@@ -307,7 +316,7 @@ def _maps_html(maps: list[dict[str, Any]]) -> str:
             f"<code>{_e(m.get('model'))}</code>{f' (weights sha256 {_e(str(sha)[:12])}…)' if sha else ''}, probe "
             f"<code>{_e(m.get('probe'))}</code><br>"
             f"claims' heads (outlined): {_head_list(values, targets) if targets else 'none'}<br>"
-            f"top 3: {_head_list(values, top_heads(values, 3))} · claims: "
+            f"top 3: {_head_list(values, map_top_heads(values, 3))} · claims: "
             + ", ".join(f"<code>{_e(c)}</code>" for c in m.get("claims") or []) + "</figcaption></figure>")
     return "\n".join(out)
 
@@ -332,15 +341,17 @@ def _sweeps_html(records: list[dict[str, Any]]) -> str:
 
 
 def _baseline_html(base: dict[str, Any]) -> str:
-    same = base.get("same_weights")
-    weights = {True: "same weights (by file hash)", False: "<b>different weights</b> (file hash differs)"}.get(
-        same, "weights not compared")
     out = [f"<p>Compared with <b>{_e(base.get('name'))}</b> (<code>{_e(base.get('path'))}</code>, created "
-           f"{_e(base.get('created'))}): {weights}.</p>"]
+           f"{_e(base.get('created'))}): {_e(weights_text(base))}.</p>"]
     model = base.get("model") or {}
     if model:
         out.append('<p class="meta">baseline model: ' + ", ".join(f"{_e(k)}={_e(v)}" for k, v in model.items()) + "</p>")
     changes = base.get("env_changes") or []
+    incomparable = (base.get("counts") or {}).get("incomparable", 0)
+    if split_env_changes(changes)[1]:
+        out.append("<p>Claims were compared across the environment changes below (listed, not corrected for)"
+                   + (f", except {incomparable} whose probe, data files, probe seed or unit changed (incomparable: "
+                      "not compared)" if incomparable else "") + ".</p>")
     if changes:
         out.append("<table><thead><tr><th>changed</th><th>baseline</th><th>now</th></tr></thead><tbody>")
         out += [f"<tr><td>{_e(c.get('key'))}</td><td><code>{_e(c.get('baseline'))}</code></td>"

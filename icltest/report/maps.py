@@ -90,8 +90,20 @@ def merge_maps(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return result
 
 
-def top_heads(values: list[list[float | None]], k: int = 3) -> list[tuple[int, int, float]]:
-    """The k largest cells of a map as (layer, head, value), ties broken by (layer, head)."""
-    cells = [(l, h, v) for l, row in enumerate(values) for h, v in enumerate(row)
-             if isinstance(v, (int, float)) and math.isfinite(v)]
-    return sorted(cells, key=lambda c: (-c[2], c[0], c[1]))[:k]
+def map_top_heads(values: list[list[float | None]], k: int = 3) -> list[tuple[int, int, float]]:
+    """The k largest cells of a map's ``values`` as (layer, head, value), by
+    :func:`icltest.scores.ranking.top_heads` (ties broken by (layer, head)); cells without a
+    finite number (None, NaN, inf) are left out, so a map may give fewer than k."""
+    import torch
+
+    from icltest.scores.ranking import top_heads
+
+    width = max((len(row) for row in values), default=0)
+    if not width:
+        return []
+    table = torch.full((len(values), width), math.nan, dtype=torch.float64)
+    for l, row in enumerate(values):
+        for h, v in enumerate(row):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                table[l, h] = float(v)
+    return [(l, h, v) for l, h, v in top_heads(table, k) if math.isfinite(v)]

@@ -1,7 +1,8 @@
 """Markdown report: a verdict table first, details after, readable at a glance.
 
 Fit for a CI step summary (``cat report.md >> $GITHUB_STEP_SUMMARY``): the summary line, then
-regressions against the baseline (when one was given), then the other failures, then every claim
+regressions against the baseline that fail their item (when one was given; an accepted or xfail
+regression is labelled in the table, not listed there), then the other failures, then every claim
 (with the baseline's value, the change and the verdict when a baseline was used), sweeps, the top
 heads of each per-head map, spec errors, models, probes, the baseline's environment changes and
 this run's environment. Plain GitHub-flavoured Markdown: no HTML, no images.
@@ -11,14 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from icltest.report.build import fmt_value, baseline_counts, baseline_of, fmt_delta, regressed, verdict_counts
+from icltest.report.build import (ACCEPTED, XFAIL_REGRESSED, baseline_of, fmt_delta, fmt_value, not_compared_line,
+                                  regressed, shown_counts, split_env_changes, verdict_label,
+                                  weights_text)
 from icltest.report.files import write_atomic
-from icltest.report.maps import top_heads
+from icltest.report.maps import map_top_heads
 from icltest.report.sweeps import sweep_section
 
 
-VERDICT_MARKS = {"regressed": "🔻 regressed", "improved": "🔺 improved", "pass": "pass", "new": "new",
-                 "incomparable": "≠ incomparable"}
+VERDICT_MARKS = {"regressed": "🔻 regressed", ACCEPTED: ACCEPTED, XFAIL_REGRESSED: XFAIL_REGRESSED,
+                 "improved": "🔺 improved", "pass": "pass", "new": "new", "incomparable": "≠ incomparable"}
 
 
 def _cell(text: Any) -> str:
@@ -39,7 +42,7 @@ def _table(records: list[dict[str, Any]], with_baseline: bool = False) -> list[s
             base = baseline_of(r)
             cells = (" - | - | - |" if base is None else
                      f" {fmt_value(base.get('value'))} | {fmt_delta(base.get('delta'))} "
-                     f"| {_cell(VERDICT_MARKS.get(base.get('verdict'), base.get('verdict', '-')))} |")
+                     f"| {_cell(VERDICT_MARKS.get(verdict_label(r), verdict_label(r) or '-'))} |")
         out.append(
             f"| {mark} | `{r['id']}[{r['target']}]` | {fmt_value(r.get('value'))} | `{r.get('expect', '-')}` |{cells} "
             f"{summary} | `{r.get('spec', '')}` |"
@@ -57,7 +60,7 @@ def _maps_section(maps: list[dict[str, Any]]) -> list[str]:
            "|---|---|---|" + ("---|" if several else "") + "---|"]
     for m in maps:
         values = m.get("values") or []
-        top = ", ".join(f"L{l}H{h} {fmt_value(v)}" for l, h, v in top_heads(values, 3)) or "no finite values"
+        top = ", ".join(f"L{l}H{h} {fmt_value(v)}" for l, h, v in map_top_heads(values, 3)) or "no finite values"
         targets = []
         for l, h in (m.get("targets") or [])[:8]:
             value = values[l][h] if l < len(values) and h < len(values[l]) else None
@@ -70,24 +73,29 @@ def _maps_section(maps: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def _baseline_section(base: dict[str, Any]) -> list[str]:
+def _baseline_section(base: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
     """The baseline compared against: which, whether the weights are the same, what changed, what is missing."""
     out = ["", "## Baseline", ""]
-    same = base.get("same_weights")
-    weights = ("same weights (by file hash)" if same else
-               "**different weights** (file hash differs)" if same is False else "weights not compared")
     out.append(f"Compared with **{base.get('name', '?')}** (`{base.get('path', '?')}`, created "
-               f"{base.get('created', '?')}): {weights}.")
-    counts = verdict_counts(base.get("counts") or {})
+               f"{base.get('created', '?')}): {weights_text(base)}.")
+    counts = shown_counts(records, base)
     if counts:
         out += ["", "Verdicts: " + ", ".join(f"{VERDICT_MARKS.get(k, k)} {n}" for k, n in counts.items())]
     changes = base.get("env_changes") or []
-    if changes:
-        out += ["", "Environment changes since the baseline (values compared anyway; read them with this in mind):",
-                "", "| | baseline | now |", "|---|---|---|"]
-        out += [f"| {_cell(c.get('key'))} | `{_cell(c.get('baseline'))}` | `{_cell(c.get('current'))}` |" for c in changes]
+    weights, others = split_env_changes(changes)
+    incomparable = counts.get("incomparable", 0)
+    skipped = (f"except {incomparable} whose probe, data files, probe seed or unit changed (incomparable: "
+               "not compared, judged on their own expectation only)" if incomparable else "")
+    if others:
+        out += ["", "⚠️ Environment changes since the baseline (listed, not corrected for): claims were compared "
+                "across them" + (f", {skipped}" if skipped else "") + ". Read the values with these in mind."]
+    elif skipped:
+        out += ["", f"No environment changes since the baseline; every claim was compared {skipped}."]
     else:
-        out += ["", "No environment changes since the baseline."]
+        out += ["", "No environment changes since the baseline" + (" other than the weights." if weights else ".")]
+    if changes:
+        out += ["", "| | baseline | now |", "|---|---|---|"]
+        out += [f"| {_cell(c.get('key'))} | `{_cell(c.get('baseline'))}` | `{_cell(c.get('current'))}` |" for c in changes]
     missing = base.get("missing") or []
     if missing:
         out += ["", f"In the baseline but not run ({len(missing)}):", ""] + [f"- `{k}`" for k in missing]
@@ -132,13 +140,16 @@ def render_markdown(report: dict[str, Any]) -> str:
     base = report.get("baseline")
     with_baseline = bool(base) or any(baseline_of(r) for r in records)
     if with_baseline:
-        verdicts = verdict_counts((base or {}).get("counts") or {}) or baseline_counts(records)
+        verdicts = shown_counts(records, base)
         name = f" **{base.get('name', '?')}**" if base else ""
-        changes = len((base or {}).get("env_changes") or [])
+        changes = split_env_changes((base or {}).get("env_changes") or [])[1]
+        keys = ", ".join(str(c.get("key")) for c in changes)
+        uncompared = not_compared_line(records, base)
         out[4:4] = [f"Against the baseline{name}: "
                     + (", ".join(f"{VERDICT_MARKS.get(k, k)} {n}" for k, n in verdicts.items()) or "nothing compared")
-                    + (f" · ⚠️ {changes} environment change(s) since the baseline (see Baseline below)" if changes else "")
-                    + (" · ⚠️ different weights" if (base or {}).get("same_weights") is False else ""), ""]
+                    + (f" · {weights_text(base)}" if base and base.get("same_weights") is False else "")
+                    + (f" · ⚠️ {len(changes)} environment change(s) since the baseline ({_cell(keys)}; see Baseline "
+                       "below)" if changes else ""), ""] + ([uncompared, ""] if uncompared else [])
     regressions = [r for r in records if regressed(r)]
     if regressions:
         out += ["## Regressions", ""] + _table(regressions, with_baseline) + [""]
@@ -160,7 +171,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if probes:
         out += ["", "## Probes", ""] + [f"- `{p}`" for p in probes]
     if base:
-        out += _baseline_section(base)
+        out += _baseline_section(base, records)
     out += [
         "", "## Environment", "",
         ", ".join(f"{k} {env[k]}" for k in ("icltest", "torch", "transformers", "python") if env.get(k)),

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 from typing import Any
 
+MODEL_KEYS = ("name", "revision", "dtype", "device", "device_map", "architecture", "gguf_sha256", "weights_sha256",
+              "n_layers", "n_heads", "n_kv_heads")
+"""The model facts a record keeps (``record["model"]``); baselines and diffs read the same ones."""
+
 
 def claim_record(item: Any, verdict: Any, model_info: dict, seconds: float) -> dict[str, Any]:
     """The JSON record of one judged item: what was measured, against what, on which model and probe."""
     m = verdict.measurement
-    keys = ("name", "revision", "dtype", "device", "device_map", "architecture", "gguf_sha256", "weights_sha256",
-            "n_layers", "n_heads", "n_kv_heads")
     return {
         "id": item.claim.id, "kind": item.claim.kind, "target": item.target.id, "item": item.claim_nodeid,
         "value": m.value, "unit": m.unit, "expect": verdict.expect, "passed": verdict.passed,
         "summary": verdict.summary, "spec": item.location_of(), "probe": m.probe, "seed": m.seed,
-        "model": {k: model_info[k] for k in keys if k in model_info}, "details": m.details,
+        "model": {k: model_info[k] for k in MODEL_KEYS if k in model_info}, "details": m.details,
         "seconds": round(seconds, 3), "order": item.order(),
     }
 

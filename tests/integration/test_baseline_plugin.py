@@ -122,7 +122,7 @@ def test_same_weights_under_another_name_pass(pytester: pytest.Pytester, circuit
     base = _report(pytester)["baseline"]
     assert base["same_weights"] is True  # identity by file hash, not by name
     assert base["env_changes"] == [{"key": "model.name", "baseline": circuit_dir.name, "current": "release-candidate"}]
-    assert "3 pass; same weights (sha256); env changed: model.name" in result.stdout.str()
+    assert "3 pass; same weights (sha256); model " in result.stdout.str()
 
 
 def test_session_tolerance_update_new_and_missing(pytester: pytest.Pytester, circuit_dir: Path,
@@ -135,8 +135,11 @@ def test_session_tolerance_update_new_and_missing(pytester: pytest.Pytester, cir
     assert "regressed: icl_spec.yaml::induction[L1H0], icl_spec.yaml::induction-no-tolerance[L1H0]" in session.stdout.str()
     assert "(--icl-max-drop)" in session.stdout.str()
 
-    update = _run(pytester, weak_dir, "--icl-baseline", "v1", "--icl-update-baseline")
+    update = _run(pytester, weak_dir, "--icl-baseline", "v1", "--icl-update-baseline", "--icl-json", "u.json")
     update.assert_outcomes(passed=3)  # regressions are reported, not failed, while rewriting
+    accepted = [c["baseline"].get("accepted") for c in _report(pytester, "u.json")["claims"]
+                if c["baseline"]["verdict"] == "regressed"]
+    assert accepted == ["update"]  # the one claim with its own tolerance (no --icl-max-drop here)
     assert "icltest baseline 'v1' updated: baselines/v1.json (3 claims)" in update.stdout.str()
     _run(pytester, weak_dir, "--icl-baseline", "v1").assert_outcomes(passed=3)
 
@@ -157,6 +160,7 @@ def test_xfail_claim_that_regresses_stays_xfail(pytester: pytest.Pytester, circu
     result.assert_outcomes(passed=2, xfailed=1)
     record = next(c for c in _report(pytester)["claims"] if c["id"] == "induction")
     assert record["baseline"]["verdict"] == "regressed" and "marked xfail" in record["baseline"]["reason"]
+    assert record["baseline"]["accepted"] == "xfail"  # the reports show "regressed (xfail)", not a regression
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -249,3 +253,24 @@ def test_checkpoint_series_later_passes_earlier_regresses(pytester: pytest.Pytes
            "[L1H2], icl_series.yaml::a-previous-token-head-formed[top1]" in early.stdout.str()
     report = _report(pytester)
     assert report["baseline"]["counts"]["regressed"] == 3 and report["baseline"]["same_weights"] is False
+
+
+def test_a_report_as_baseline_says_so_and_a_nameless_baseline_is_named_by_its_file(
+        pytester: pytest.Pytester, circuit_dir: Path) -> None:
+    pytester.makefile(".yaml", icl_spec=CLAIMS)
+    _run(pytester, circuit_dir, "--icl-json", "r.json").assert_outcomes(passed=3)
+    result = _run(pytester, circuit_dir, "--icl-baseline", "r.json")  # the report, not a baseline
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith(
+        "ERROR: --icl-baseline r.json: r.json is an icltest report (pytest --icl-json), not a baseline; "
+        "compare two reports with icltest diff"), result.stderr.str()
+
+    _run(pytester, circuit_dir, "--icl-save-baseline", "v1").assert_outcomes(passed=3)
+    path = pytester.path / "baselines" / "v1.json"
+    data = json.loads(path.read_text())
+    del data["name"]  # written by hand, or by another tool
+    path.write_text(json.dumps(data))
+    compared = _run(pytester, circuit_dir, "--icl-baseline", "v1")
+    compared.assert_outcomes(passed=3)
+    assert "icltest baseline 'v1' (baselines/v1.json): 3 pass" in compared.stdout.str()  # never 'None'

@@ -129,3 +129,46 @@ def test_baseline_from_a_late_checkpoint_passes_later_and_flags_earlier(tmp_path
     regressed_line = next(line for line in early.stdout.splitlines() if line.strip().startswith("regressed:"))
     for name in _item_names():
         assert f"suites/induction-2l.yaml::{name}" in regressed_line, regressed_line
+
+
+def test_baseline_gate_cannot_pass_by_comparing_nothing(tmp_path: Path) -> None:
+    """Keys survive a moved rootdir; a baseline that matches no claim, or (strict) leaves claims
+    uncompared, fails the run; an update with -k keeps the entries of the claims it did not run."""
+    model = str(SERIES / "step_001500")
+    saved = tmp_path / "b.json"
+    assert _pytest(str(SUITE), "--icl-model", model, "--icl-save-baseline", str(saved)).returncode == 0
+    # A copy of the suite in its own folder: saved with --icl-model=PATH, pytest's rootdir is that
+    # folder (key "s.yaml::..."); compared with "--icl-model PATH" (a separate argument that is an
+    # existing path), the rootdir becomes the repo and the key the file's absolute path.
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "s.yaml").write_text(SUITE.read_text())
+    copy = tmp_path / "copy.json"
+    assert _pytest("s.yaml", f"--icl-model={model}", "--icl-save-baseline", str(copy), cwd=own).returncode == 0
+    assert all(key.startswith("s.yaml::") for key in json.loads(copy.read_text())["claims"])
+    out = tmp_path / "moved.json"
+    moved = _pytest("s.yaml", "--icl-model", model, "--icl-baseline", str(copy), "--icl-json", str(out), cwd=own)
+    assert moved.returncode == 0, moved.stdout[-2000:]
+    assert [c["baseline"]["verdict"] for c in _claims(out)] == ["pass"] * 5, [c["baseline"] for c in _claims(out)]
+    assert all("matched by file name and claim" in c["baseline"]["reason"] for c in _claims(out))
+
+    other = tmp_path / "other.yaml"  # the same model, claims the baseline has never seen
+    other.write_text("schema_version: 1\nclaims:\n  - id: something-else\n    kind: head_score\n"
+                     "    score: induction\n    heads: {top: 1, by: induction}\n    expect: '>= 0.5'\n")
+    nothing = _pytest(str(other), "--icl-model", model, "--icl-baseline", str(saved))
+    assert nothing.returncode == 1 and "nothing was compared" in nothing.stdout, nothing.stdout[-2000:]
+
+    both = _pytest(str(SUITE), str(other), "--icl-model", model, "--icl-baseline", str(saved))
+    assert both.returncode == 0, both.stdout[-2000:]  # one new claim next to five compared: reported
+    strict = _pytest(str(SUITE), str(other), "--icl-model", model, "--icl-baseline", str(saved),
+                     "--icl-baseline-strict")
+    assert strict.returncode == 1 and "FAILED (--icl-baseline-strict): 1 new" in strict.stdout, strict.stdout[-2000:]
+
+    update = _pytest(str(SUITE), "--icl-model", str(SERIES / "step_001200"), "--icl-baseline", str(saved),
+                     "--icl-update-baseline", "-k", "L1H2")
+    assert update.returncode == 0, update.stdout[-2000:]
+    rewritten = json.loads(saved.read_text())
+    assert rewritten["name"] == "b" and len(rewritten["claims"]) == 5  # 1 rewritten, 4 kept
+    values = {key.split("::")[1]: entry["value"] for key, entry in rewritten["claims"].items()}
+    assert values["the-induction-head-is-L1H2[L1H2]"] == pytest.approx(0.8717, abs=1e-4)  # step 1200's
+    assert values["an-induction-head-formed[top1]"] == pytest.approx(0.9555, abs=1e-4)  # step 1500's, kept

@@ -90,7 +90,7 @@ def test_incomparable_when_the_task_data_changed() -> None:
     old = entry(0.9)
     old["probe_version"] = "0" * 16  # same label, other data files
     result = bl.compare(now(0.2), old, max_drop=0.05, direction="higher")
-    assert result["verdict"] == "incomparable" and "data files changed" in result["reason"]
+    assert result["verdict"] == "incomparable" and "probe's version changed" in result["reason"]
 
 
 def test_a_nan_baseline_is_incomparable_and_a_nan_now_regresses() -> None:
@@ -226,8 +226,8 @@ def _record(key: str, value: float, model: str, sha: str, verdict: str | None = 
     record = {"item": key, "id": key, "value": value, "unit": "u", "probe": LABEL, "seed": 3, "passed": True,
               "model": {"name": model, "weights_sha256": sha, "dtype": "float32", "device": "cpu"},
               "details": {"heads": {"L1H0": value}, "per_head": [[0.1] * 4] * 2, "forward_seconds": 0.3}}
-    if verdict:
-        record["baseline"] = {"verdict": verdict}
+    if verdict:  # the baseline entry the plugin matched (none for a new claim)
+        record["baseline"] = {"verdict": verdict, "key": None if verdict == "new" else key}
     return record
 
 
@@ -341,3 +341,204 @@ def test_records_sort_by_order_then_item() -> None:
                {"item": "c", "order": ["s.yaml", 0, 2]}]
     assert [r["item"] for r in bl.sort_records(records)] == ["c", "a", "b"]
     assert [r["item"] for r in bl.sort_records([{"item": "b"}, {"item": "a"}])] == ["a", "b"]
+
+
+def test_probe_versions_cover_only_the_data_files_a_probe_reads(tmp_path, monkeypatch) -> None:
+    """Editing one task set makes the claims on that task incomparable and leaves the others alone."""
+    import shutil
+
+    data = tmp_path / "icltest" / "data"
+    shutil.copytree(Path(bl.__file__).parent / "data", data)
+    monkeypatch.setattr(bl, "__file__", str(tmp_path / "icltest" / "baseline.py"))
+    open_book = "task open_book(shots=2, n=48, seed=0, plain, split=test: 26 of 46 items, bos=id 1)"
+    antonym = "task antonym(shots=5, n=48, seed=0, plain, split=test: 32 of 67 items, bos=id 1)"
+    tokens = "repeated_random(length=50, repeats=2, batch=16, seed=0, bos=id 1)"
+    prose = "natural_text(corpus=essays, length=400, batch=16, seed=0, bos=id 1)"
+    conflict = "conflict prompts (test split, shots=2, n=96, seed=0, bos=1)"
+    assert [p.name for p in bl.probe_data_files(open_book)] == ["open_book.yaml"]
+    assert bl.probe_data_files(tokens) == []
+    assert [p.name for p in bl.probe_data_files(prose)] == ["essays.yaml"]
+    assert [p.name for p in bl.probe_data_files("steering: dog at blocks.8.resid_post", "steering")] == ["concepts.yaml"]
+    assert len(bl.probe_data_files(conflict)) == len([p for p in data.rglob("*") if p.is_file()])  # unknown: all
+    labels = (open_book, antonym, tokens, prose, conflict)
+    before = {label: bl.probe_version(label) for label in labels}
+    with open(data / "tasks" / "antonym.yaml", "a") as handle:
+        handle.write("# edited\n")
+    after = {label: bl.probe_version(label) for label in labels}
+    assert [label for label in labels if before[label] != after[label]] == [antonym, conflict]
+
+
+def test_entries_are_found_when_the_rootdir_moved() -> None:
+    """A key's spec path depends on pytest's rootdir; the same claim under another path still matches."""
+    index = bl.EntryIndex({"suites/s.yaml::a[L1H0]": {}, "suites/s.yaml::b[top1]": {}, "other/t.yaml::b[top1]": {}})
+    rec = lambda path, name: {"order": [path, 0, 0], "id": name.split("[")[0], "target": name.split("[")[1][:-1]}
+    assert index.find(rec("suites/s.yaml", "a[L1H0]")) == ("suites/s.yaml::a[L1H0]", "key")
+    assert index.find(rec("/abs/main/suites/s.yaml", "a[L1H0]")) == ("suites/s.yaml::a[L1H0]", "file name and claim")
+    assert index.find(rec("main/suites/s.yaml", "b[top1]")) == ("suites/s.yaml::b[top1]", "file name and claim")
+    assert index.find(rec("x/u.yaml", "a[L1H0]")) == ("suites/s.yaml::a[L1H0]", "claim")
+    assert index.find(rec("x/u.yaml", "b[top1]")) == (None, "")  # two entries named b[top1]: no guess
+    assert index.find(rec("x/u.yaml", "c[L0H0]")) == (None, "")
+
+
+# ----------------------------------------------------------------------------- direction per claim kind
+#
+# Each case: a claim as a spec writes it, and the direction worked out by hand from what the kind's
+# measure() returns as Measurement.value (module docstrings; "value is ..." below), not from the code
+# under test. Where the value is not what the top-level expectation bounds, the generic reading of
+# `expect` would be wrong or impossible; those cases are marked "not generic".
+
+HEAD = {"heads": [1.0]}
+LOSS = {"metric": {"name": "repeated_token_loss"}}
+DIRECTION_CASES = [
+    # head_score: value = the score of the head closest to failing; the bound is on that score
+    ("head_score", {"score": "induction", **HEAD, "expect": ">= 0.5"}, "higher"),
+    ("head_score", {"score": "induction", "heads": {"layers": "0-1"}, "expect": "<= 0.1"}, "lower"),
+    # head_rank: value = rank (1 = highest score)
+    ("head_rank", {"score": "induction", "head": 1.0, "expect": {"rank": "<= 3"}}, "lower"),
+    ("head_rank", {"score": "induction", "head": 1.0, "expect": {"rank": {"between": [1, 3]}}}, "lower"),  # not generic
+    # icl_score: value = late loss - early loss (nats); more negative = more in-context learning
+    ("icl_score", {"expect": "<= -0.5"}, "lower"),
+    # ablation: value = the effect in the named direction (increase: ablated - clean, drop: clean - ablated)
+    ("ablation", {**HEAD, **LOSS, "expect": {"increase": ">= 1"}}, "higher"),
+    ("ablation", {**HEAD, **LOSS, "expect": {"drop": "<= 0.05"}}, "lower"),  # "does not drop"
+    # task_accuracy: value = accuracy at the claim's shots; the reference gain is value - reference
+    ("task_accuracy", {"task": "antonym", "shots": 5, "expect": ">= 0.5"}, "higher"),
+    ("task_accuracy", {"task": "antonym", "shots": 0, "expect": "<= 0.1"}, "lower"),
+    ("task_accuracy", {"task": "antonym", "shots": 5, "expect": {"between": [0.0, 1.0]},
+                       "reference": {"shots": 0, "expect": {"gain": ">= 0.2"}}}, "higher"),  # not generic
+    # property: no expect; value = the example closest to failing check.per_sequence / check.mean
+    ("property", {"strategy": {"kind": "repeated_random"},
+                  "check": {"score": "induction", "head": 1.0, "per_sequence": ">= 0.3"}}, "higher"),  # not generic
+    ("property", {"strategy": {"kind": "repeated_random"},
+                  "check": {"score": "previous_token", "head": 1.0, "per_sequence": "<= 0.2"}}, "lower"),  # not generic
+    ("property", {"strategy": {"kind": "repeated_random"},
+                  "check": {"metric": "second_copy_top1", "mean": ">= 0.5"}}, "higher"),  # not generic
+    # head_attention: value = attention mass on the span; over_uniform = mass / uniform moves with it
+    ("head_attention", {**HEAD, "span": "answer", "expect": {"between": [0.0, 1.0]}, "over_uniform": ">= 3"},
+     "higher"),  # not generic
+    ("head_attention", {**HEAD, "span": "question", "expect": "<= 0.05"}, "lower"),
+    ("head_attention", {**HEAD, "span": "question", "expect": {"between": [0.1, 0.3]}}, None),
+    # logit_attribution: value = direct effect (logits, either sign) or, with lens, a top-k share
+    ("logit_attribution", {**HEAD, "expect": ">= 0.5"}, "higher"),
+    ("logit_attribution", {**HEAD, "expect": "<= -0.2"}, "lower"),  # a suppression head
+    ("logit_attribution", {"lens": {"layer": -1}, "expect": {"between": [0.2, 0.9]}}, "higher"),  # not generic
+    # head_attribution: value = the head's rank (1 = most) or Spearman rho with exact ablation
+    ("head_attribution", {"role": "in_context", **HEAD, "expect": {"rank": "<= 10"}}, "lower"),
+    ("head_attribution", {"role": "open_book", "expect": {"spearman": ">= 0.5"}}, "higher"),
+    # source_tracking: value = held-out ROC AUC
+    ("source_tracking", {"expect": {"auroc": ">= 0.8"}}, "higher"),
+    ("source_tracking", {"expect": {"auroc": {"between": [0.7, 1.0]}}}, "higher"),  # not generic
+    # function_vector: value = accuracy with the FV, whichever of accuracy / gain / recall is bounded
+    ("function_vector", {"task": "antonym", **HEAD, "expect": {"gain": ">= 0.2"}}, "higher"),
+    ("function_vector", {"task": "antonym", **HEAD, "expect": {"accuracy": ">= 0.5", "recall": "<= 1.5"}},
+     "higher"),  # not generic: mixed bounds, the value is the accuracy
+    ("function_vector", {"task": "antonym", **HEAD, "expect": {"accuracy": "<= 0.1"}}, "lower"),  # random heads
+    # steering: value = log-prob gain (nats), also when only the mention share is bounded
+    ("steering", {"layer": 0.5, "strength": 4.0, "expect": {"gain": ">= 1"}}, "higher"),
+    ("steering", {"layer": 0.5, "strength": 4.0, "expect": {"gain": ">= 1", "mention": "<= 0.9"}, "generate": 4},
+     "higher"),  # not generic
+    ("steering", {"layer": 0.5, "strength": 4.0, "expect": {"gain": "<= 0.1"}}, "lower"),
+    # circuit: value = faithfulness if bounded, else the necessity effect, else the sufficiency gap
+    ("circuit", {**HEAD, **LOSS, "expect": {"necessity": {"increase": ">= 1"}, "sufficiency": "<= 0.1"}},
+     "higher"),  # not generic: the generic reading takes sufficiency's <= and says lower
+    ("circuit", {**HEAD, **LOSS, "expect": {"necessity": {"drop": ">= 0.5"}}}, "higher"),  # not generic
+    ("circuit", {**HEAD, **LOSS, "expect": {"faithfulness": ">= 0.8", "sufficiency": "<= 0.1"}},
+     "higher"),  # not generic: mixed bounds, the value is f
+    ("circuit", {**HEAD, **LOSS, "expect": {"sufficiency": "<= 0.1"}}, "lower"),
+    # implicit_update: value = the largest relative error
+    ("implicit_update", {"task": "antonym", "expect": {"rel_error": "<= 1e-4"}}, "lower"),
+    ("implicit_update", {"task": "antonym", "expect": {"rel_error": {"between": [0, 0.001]}}}, "lower"),  # not generic
+]
+
+
+def _kind_claim(kind: str, fields: dict, **extra):
+    from icltest.claims import claim_module
+
+    return claim_module(kind).Schema.model_validate({"id": "c", "kind": kind, **fields, **extra})
+
+
+@pytest.mark.parametrize(("kind", "fields", "direction"), DIRECTION_CASES,
+                         ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(DIRECTION_CASES)])
+def test_direction_of_each_claim_kinds_value(kind: str, fields: dict, direction: str | None) -> None:
+    found, why = bl.expectation_direction(_kind_claim(kind, fields))
+    assert found == direction, why
+    assert bool(why) == (direction is None)  # "why not" exactly when there is no direction
+
+
+def test_every_builtin_kind_has_a_direction_case() -> None:
+    from icltest.claims.registry import BUILTIN
+
+    assert {kind for kind, _, _ in DIRECTION_CASES} == set(BUILTIN)
+
+
+def test_an_explicit_direction_beats_the_kinds_own() -> None:
+    from icltest.schema.base import BaselineSpec, Defaults
+
+    circuit = {**HEAD, **LOSS, "expect": {"necessity": {"increase": ">= 1"}, "sufficiency": "<= 0.1"}}
+    assert bl.claim_settings(_kind_claim("circuit", circuit), None, 0.1)["direction"] == "higher"
+    own = _kind_claim("circuit", circuit, baseline={"direction": "lower", "max_drop": 0.1})
+    assert bl.claim_settings(own, None, None)["direction"] == "lower"
+    spec_wide = Defaults(baseline=BaselineSpec(direction="lower"))
+    assert bl.claim_settings(_kind_claim("circuit", circuit), spec_wide, None)["direction"] == "lower"
+
+
+KINDS_SPEC = """\
+schema_version: 1
+model: {path: /nonexistent}
+defaults:
+  baseline: {max_drop: 0.1}
+claims:
+  - id: circuit
+    kind: circuit
+    heads: [1.0]
+    metric: {name: repeated_token_loss}
+    expect: {necessity: {increase: ">= 1"}, sufficiency: "<= 0.1"}
+  - id: property
+    kind: property
+    strategy: {kind: repeated_random}
+    check: {score: induction, head: 1.0, per_sequence: ">= 0.3"}
+  - id: rank
+    kind: head_rank
+    score: induction
+    head: 1.0
+    expect: {rank: {between: [1, 3]}}
+%s"""
+
+
+def test_a_spec_with_default_max_drop_loads_when_each_kind_knows_its_direction(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(KINDS_SPEC % "")
+    assert [c.id for c in load_spec(path).spec.claims] == ["circuit", "property", "rank"]
+    # one the kind cannot tell (attention mass bounded on both sides) still needs a direction, at its line
+    path.write_text(KINDS_SPEC % ("  - id: mass\n    kind: head_attention\n    heads: [1.0]\n    span: question\n"
+                                  "    expect: {between: [0.1, 0.3]}\n"))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    (problem,) = info.value.problems
+    assert problem.where.endswith("s.yaml:20:5") and problem.key == "claims[3].baseline", problem
+    assert "(from defaults.baseline, line 4) needs a direction" in problem.message
+
+
+# ----------------------------------------------------------------------------- loading: wrong files, names
+
+
+def test_a_report_given_as_the_baseline_says_it_is_a_report(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"schema_version": 2, "summary": {"claims": 1, "passed": 1},
+                                "claims": [{"id": "a", "target": "L1H0", "value": 0.9}], "env": {}}))
+    with pytest.raises(bl.BaselineError) as info:
+        bl.load(path, "r.json")
+    message = str(info.value)
+    assert message.startswith("r.json is an icltest report (pytest --icl-json), not a baseline;"), message
+    assert "icltest diff" in message and "--icl-save-baseline" in message and "\n" not in message
+
+
+def test_a_baseline_without_a_name_is_named_by_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "release-3.json"
+    path.write_text('{"schema_version": 1, "claims": {}}')
+    data = bl.load(path)
+    assert data["name"] == "release-3"
+    line = bl.summary_line(bl.summarize(data, [], path="baselines/release-3.json", session_seed=0))
+    assert line.startswith("icltest baseline 'release-3' (baselines/release-3.json)") and "'None'" not in line, line
+    path.write_text('{"schema_version": 1, "name": "v7", "claims": {}}')
+    assert bl.load(path)["name"] == "v7"  # a name the file has is kept

@@ -314,3 +314,86 @@ def test_markdown_renders_without_maps(ab, tmp_path):
     plain.write_text(json.dumps(report(claims_b())))
     text = render_markdown(_diff(ab[0], plain))
     assert "## Heads\n\nheads not compared: B has no per-head maps" in text
+
+
+# ----------------------------------------------------------------------------- run mode (pytest runs stubbed)
+
+SUITE = "schema_version: 1\n{model}claims:\n  - id: a\n    kind: head_score\n    score: induction\n" \
+        "    heads: {{top: 1}}\n    expect: \">= 0.5\"\n"
+
+
+def _no_runs(*args: Any, **kwargs: Any) -> Path:
+    raise AssertionError("run mode ran pytest on a suite it should have refused")
+
+
+@pytest.mark.parametrize("model_line, shown", [
+    ("model: smollm2-135m\n", "smollm2-135m"),
+    ("model: {id: org/tiny, revision: abc123}\n", "org/tiny@abc123"),
+])
+def test_run_mode_refuses_a_suite_that_names_its_model(tmp_path, monkeypatch, capsys, model_line, shown):
+    import icltest.diff.run as run
+
+    monkeypatch.setattr(run, "run_suite", _no_runs)
+    suite = tmp_path / "gate.yaml"
+    suite.write_text(SUITE.format(model=model_line))
+    assert main(["diff", "--suite", str(suite), "--models", "m1", "m2"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"icltest diff: {suite} names model: {shown}; run mode needs a suite without model: "
+                             "(like specs/*.yaml or suites/induction-2l.yaml)"), err
+    assert captured.out == ""
+
+
+def test_run_mode_refuses_a_folder_with_one_spec_naming_its_model(tmp_path, monkeypatch, capsys):
+    import icltest.diff.run as run
+
+    monkeypatch.setattr(run, "run_suite", _no_runs)
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "agnostic.yaml").write_text(SUITE.format(model=""))
+    (tmp_path / "suite" / "pinned.yaml").write_text(SUITE.format(model="model: {path: ckpt/step_1}\n"))
+    (tmp_path / "suite" / "other-tool.yaml").write_text("model: not-a-spec\n")  # no schema_version: not a spec
+    assert main(["diff", "--suite", str(tmp_path / "suite"), "--models", "m1", "m2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path / 'suite' / 'pinned.yaml'} names model: ckpt/step_1;" in err[0], err
+
+
+def _fake_runs(ab: tuple[Path, Path], calls: list[tuple[str, Path]]):
+    def fake(suite: str, model: str, out: Path, pytest_args: str = "", tag: str = "") -> Path:
+        report_path = out / f"{tag}{model}.json"
+        report_path.write_text((ab[0] if tag == "A-" else ab[1]).read_text())
+        calls.append((model, report_path))
+        return report_path
+    return fake
+
+
+def test_run_mode_never_prints_a_path_into_the_deleted_temp_folder(ab, tmp_path, monkeypatch, capsys):
+    import icltest.diff.run as run
+
+    calls: list[tuple[str, Path]] = []
+    monkeypatch.setattr(run, "run_suite", _fake_runs(ab, calls))
+    suite = tmp_path / "agnostic.yaml"
+    suite.write_text(SUITE.format(model=""))
+    js = tmp_path / "diff.json"
+    assert main(["diff", "--suite", str(suite), "--models", "m1", "m2", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    temp_folder = calls[0][1].parent
+    assert not temp_folder.exists()  # the reports really were temporary
+    assert str(temp_folder) not in out and str(temp_folder) not in js.read_text()
+    gone = "temporary file (deleted; --reports-dir DIR keeps it) (report)"
+    assert f"A = m@a1a1a1a1: GPT2LMHeadModel, 2x4 heads, float32 - pytest on m1, {gone}" in out
+    assert f"B = m2@b2b2b2b2: GPT2LMHeadModel, 2x4 heads, float32 - pytest on m2, {gone}" in out
+
+
+def test_run_mode_prints_the_kept_report_paths_with_reports_dir(ab, tmp_path, monkeypatch, capsys):
+    import icltest.diff.run as run
+
+    calls: list[tuple[str, Path]] = []
+    monkeypatch.setattr(run, "run_suite", _fake_runs(ab, calls))
+    suite = tmp_path / "agnostic.yaml"
+    suite.write_text(SUITE.format(model=""))
+    kept = tmp_path / "kept"
+    assert main(["diff", "--suite", str(suite), "--models", "m1", "m2", "--reports-dir", str(kept)]) == 0
+    out = capsys.readouterr().out
+    assert f"A = m@a1a1a1a1: GPT2LMHeadModel, 2x4 heads, float32 - {kept / 'A-m1.json'} (report)" in out
+    assert (kept / "A-m1.json").is_file() and (kept / "B-m2.json").is_file()

@@ -15,8 +15,8 @@ SERIES = Path(__file__).resolve().parents[2] / "checkpoints" / "induction-2l"
 
 def _by_hand(folder: Path) -> str:
     digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        digest.update(f"{name}:{hashlib.sha256((folder / name).read_bytes()).hexdigest()}\n".encode())
+    name = "model.safetensors"  # the only weight file; config.json is hashed on its own
+    digest.update(f"{name}:{hashlib.sha256((folder / name).read_bytes()).hexdigest()}\n".encode())
     return digest.hexdigest()
 
 
@@ -27,6 +27,8 @@ def test_identity_is_content_not_name(tmp_path: Path) -> None:
     assert weights_sha256(early) != weights_sha256(late)  # same config and file sizes, other bytes
     (renamed / "model.safetensors").write_bytes((early / "model.safetensors").read_bytes())
     assert weights_sha256(renamed) == weights_sha256(early)
+    (renamed / "config.json").write_text((late / "config.json").read_text().replace("4.", "9."))
+    assert weights_sha256(renamed) == weights_sha256(early)  # a rewritten config is not other weights
 
 
 def test_loaded_model_reports_its_weights_hash() -> None:
@@ -34,6 +36,7 @@ def test_loaded_model_reports_its_weights_hash() -> None:
     info = load_model(ModelSource(path=str(folder))).info
     assert info["weights_sha256"] == _by_hand(folder)
     assert info["revision"] == f"local-sha256:{_by_hand(folder)[:16]}"
+    assert info["config_sha256"] == hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()
 
 
 def test_device_auto_loads_through_device_map_with_the_same_outputs(monkeypatch: pytest.MonkeyPatch) -> None:

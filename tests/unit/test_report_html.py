@@ -1,6 +1,7 @@
 """Rendered reports from hand-made report dicts: HTML (self-contained, one heatmap per map, the claim
 table, regressions first), maps merged in build_report, Markdown for a CI step summary, the
-terminal table with a baseline column, and `icltest report --html`."""
+terminal table with a baseline column, and `icltest report --html`; regressions accepted by
+--icl-update-baseline or under an xfail mark, other weights, environment changes and uncompared claims."""
 from __future__ import annotations
 
 import base64
@@ -200,3 +201,171 @@ def test_reports_get_the_permissions_a_plain_write_would(tmp_path: Path) -> None
         assert kept.stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+# ----------------------------------------------------------------------------- regressions that did not fail
+
+
+def _regressed(reason: str = "fell 0.6 -> 0.3 (-0.3), more than max_drop 0.05") -> dict[str, Any]:
+    return {"verdict": "regressed", "value": 0.6, "delta": -0.3, "max_drop": 0.05, "direction": "higher",
+            "reason": reason}
+
+
+UPDATED = "fell 0.6 -> 0.3 (-0.3), more than max_drop 0.05 (not failed: --icl-update-baseline accepts this run)"
+
+
+def _accepted_report() -> dict[str, Any]:
+    """One regression that fails its item, one accepted by --icl-update-baseline (the claim passed), one
+    accepted whose claim failed its own expectation, one under an xfail mark."""
+    records = [
+        _record("kept", "L1H0", 0.95, True, baseline={**_regressed(UPDATED), "accepted": "update"}),
+        _record("known", "L0H1", 0.3, False, baseline={**_regressed(
+            "fell 0.6 -> 0.3 (-0.3), more than max_drop 0.05 (not failed: the claim is marked xfail)"),
+            "accepted": "xfail"}, xfail=True),
+        _record("dropped", "L0H0", 0.3, False, baseline=_regressed(), claim_passed=True),
+        _record("broken", "L1H1", 0.3, False, baseline={**_regressed(UPDATED), "accepted": "update"}),
+    ]
+    report = build_report(records, [], forward_passes=1, session_seed=0)
+    report["baseline"] = {"name": "release-1", "path": "baselines/release-1.json", "created": "2025-01-01T00:00:00",
+                          "model": {"name": "tiny"}, "env_changes": [],
+                          "counts": {"pass": 0, "regressed": 4, "improved": 0, "new": 0, "incomparable": 0},
+                          "missing": [], "same_weights": True}
+    return report
+
+
+def test_html_shows_accepted_and_xfail_regressions_as_such() -> None:
+    html = render_html(_accepted_report())
+    rows = re.findall(r'<tr class="row-([A-Z]+)" data-claim="([^"]+)">(.*?)</tr>', html)
+    assert [(cls, claim) for cls, claim, _ in rows] == [
+        ("REGRESSED", "dropped[L0H0]"), ("FAIL", "broken[L1H1]"), ("PASS", "kept[L1H0]"), ("XFAIL", "known[L0H1]")]
+    cells = {claim: body for _, claim, body in rows}
+    assert '<span class="pill REGRESSED">REGRESSED</span>' in cells["dropped[L0H0]"]
+    assert ">regressed (accepted)</td>" in cells["kept[L1H0]"] and ">regressed (accepted)</td>" in cells["broken[L1H1]"]
+    assert ">regressed (xfail)</td>" in cells["known[L0H1]"]
+    assert ">regressed</td>" in cells["dropped[L0H0]"]
+    for claim in ("kept[L1H0]", "broken[L1H1]", "known[L0H1]"):
+        assert "REGRESSED" not in cells[claim]
+    header = html.split('<h2 id="claims">')[0]
+    assert '<span class="count REGRESSED">1 regressed</span>' in header
+    assert ">1 regressed (xfail)</span>" in header and ">2 regressed (accepted)</span>" in header
+    assert '<span class="label">1/4 claims passed</span>' in header
+
+
+def test_markdown_lists_only_failing_regressions_under_regressions() -> None:
+    md = render_markdown(_accepted_report())
+    sections = [line for line in md.splitlines() if line.startswith("## ")]
+    assert sections[:3] == ["## Regressions", "## Failed (other than regressions)", "## All claims"]
+    regressions = md.split("## Regressions")[1].split("## Failed")[0]
+    assert "`dropped[L0H0]`" in regressions
+    assert "`kept[L1H0]`" not in regressions and "`known[L0H1]`" not in regressions and "`broken[L1H1]`" not in regressions
+    failed = md.split("## Failed (other than regressions)")[1].split("## All claims")[0]
+    assert "`broken[L1H1]`" in failed and "| regressed (accepted) |" in failed  # failed on its own expectation
+    assert "`known[L0H1]`" not in failed and "`kept[L1H0]`" not in failed
+    assert ("Against the baseline **release-1**: 🔻 regressed 1, regressed (xfail) 1, regressed (accepted) 2"
+            in md)
+    assert "**1/4 claims passed**, 2 failed, 1 known failure(s) (xfail)" in md
+    kept = next(line for line in md.splitlines() if "`kept[L1H0]`" in line)
+    assert kept.startswith("| ✅ |") and "| 0.6000 | -0.3000 | regressed (accepted) |" in kept
+
+
+def test_markdown_regressions_section_is_absent_when_every_regression_was_accepted() -> None:
+    report = _accepted_report()
+    report["claims"] = [r for r in report["claims"] if r["id"] in ("kept", "known")]
+    md = render_markdown(report)
+    assert "## Regressions" not in md and "🔻" not in md
+    assert "Against the baseline **release-1**: regressed (xfail) 1, regressed (accepted) 1" in md
+
+
+def test_terminal_puts_only_failing_regressions_first_and_labels_the_rest() -> None:
+    header, *rows, tail = terminal_lines(_accepted_report()["claims"])
+    assert [r.split()[:2] for r in rows] == [["FAIL", "dropped[L0H0]"], ["PASS", "kept[L1H0]"],
+                                             ["XFAIL", "known[L0H1]"], ["FAIL", "broken[L1H1]"]]
+    assert rows[1].split("-0.3000")[1].split()[:2] == ["regressed", "(accepted)"]
+    assert rows[2].split("-0.3000")[1].split()[:2] == ["regressed", "(xfail)"]
+    assert tail == "1/4 claims passed; against the baseline: 1 regressed, 1 regressed (xfail), 2 regressed (accepted)"
+
+
+# ----------------------------------------------------------------------------- weights, env changes, uncompared
+
+SHA_OLD, SHA_NEW = "a" * 64, "b" * 64
+
+
+def _release_report() -> dict[str, Any]:
+    """Another checkpoint's weights, torch upgraded; 2 claims new, 1 incomparable, 1 baseline claim gone."""
+    verdict = {"value": None, "delta": None, "max_drop": 0.05, "direction": "higher"}
+    records = [
+        _record("same", "L1H0", 0.95, True, baseline=dict(verdict, verdict="pass", value=0.94, delta=0.01, reason="")),
+        _record("added", "L1H0", 0.95, True, baseline=dict(verdict, verdict="new", reason="not in the baseline")),
+        _record("added2", "L1H1", 0.95, True, baseline=dict(verdict, verdict="new", reason="not in the baseline")),
+        _record("reprobed", "L0H0", 0.95, True, baseline=dict(
+            verdict, verdict="incomparable", value=0.5, reason="the probe changed ('a' -> 'b'): not compared")),
+    ]
+    report = build_report(records, [], forward_passes=1, session_seed=0)
+    report["baseline"] = {
+        "name": "release-1", "path": "baselines/release-1.json", "created": "2025-01-01T00:00:00",
+        "model": {"name": "tiny"}, "same_weights": False, "missing": ["s.yaml::gone[L0H0]"],
+        "counts": {"pass": 1, "regressed": 0, "improved": 0, "new": 2, "incomparable": 1},
+        "env_changes": [{"key": "model.weights_sha256", "baseline": SHA_OLD, "current": SHA_NEW},
+                        {"key": "torch", "baseline": "2.3", "current": "2.4"}]}
+    return report
+
+
+UNCOMPARED = "3 claims not compared (2 new, 1 incomparable) and 1 baseline claim did not run"
+
+
+def test_markdown_says_what_was_and_was_not_compared() -> None:
+    md = render_markdown(_release_report())
+    assert "compared anyway" not in md and "different weights" not in md
+    head = md.split("\n| |")[0]  # everything above the claim table
+    assert ("Against the baseline **release-1**: pass 1, new 2, ≠ incomparable 1 · weights differ from the "
+            "baseline's (sha256 aaaaaaaaaaaa -> bbbbbbbbbbbb) · ⚠️ 1 environment change(s) since the baseline "
+            "(torch; see Baseline below)") in head
+    assert UNCOMPARED in head
+    baseline = md.split("## Baseline")[1]
+    assert ("⚠️ Environment changes since the baseline (listed, not corrected for): claims were compared across "
+            "them, except 1 whose probe, data files, probe seed or unit changed (incomparable: not compared, "
+            "judged on their own expectation only).") in baseline
+    assert "| model.weights_sha256 | `" + SHA_OLD + "` | `" + SHA_NEW + "` |" in baseline
+    assert "| torch | `2.3` | `2.4` |" in baseline
+
+
+def test_html_shows_other_weights_as_information_and_env_changes_as_warnings() -> None:
+    html = render_html(_release_report())
+    header = html.split('<h2 id="claims">')[0]
+    infos = re.findall(r'<div class="info">(.*?)</div>', header)
+    warns = re.findall(r'<div class="warn">(.*?)</div>', header)
+    assert infos == ["Weights differ from the baseline&#x27;s (sha256 aaaaaaaaaaaa -&gt; bbbbbbbbbbbb).",
+                     UNCOMPARED + "."]
+    assert len(warns) == 1 and warns[0].startswith("1 environment change(s) since the baseline: torch (")
+    assert "different weights" not in html
+
+
+def test_terminal_counts_uncompared_and_missing_claims() -> None:
+    report = _release_report()
+    *_, tail, last = terminal_lines(report["claims"], report["baseline"])
+    assert tail == "4/4 claims passed; against the baseline: 1 pass, 2 new, 1 incomparable"
+    assert last == UNCOMPARED
+    only_missing = [r for r in report["claims"] if r["id"] == "same"]
+    assert terminal_lines(only_missing, report["baseline"])[-1] == "1 baseline claim did not run"
+    assert terminal_lines(only_missing)[-1] == "1/1 claims passed; against the baseline: 1 pass"  # nothing to add
+
+
+def test_weights_line_when_same_or_unknown() -> None:
+    report = _release_report()
+    report["baseline"].update(same_weights=True, env_changes=[], missing=[])
+    report["claims"] = report["claims"][:1]
+    md = render_markdown(report)
+    assert "same weights as the baseline (sha256)" in md and "not compared" not in md
+    assert "No environment changes since the baseline." in md
+    report["baseline"].update(same_weights=False, env_changes=[
+        {"key": "model.weights_sha256", "baseline": None, "current": SHA_NEW}])
+    assert "weights not matched with the baseline's (a sha256 is unknown)" in render_markdown(report)
+
+
+def test_map_top_heads_skips_cells_without_a_finite_value() -> None:
+    from icltest.report.maps import map_top_heads
+
+    values = [[0.5, None, float("nan")], [float("inf"), 0.5, 0.9], [0.1]]
+    assert map_top_heads(values, 3) == [(1, 2, 0.9), (0, 0, 0.5), (1, 1, 0.5)]  # ties by (layer, head)
+    assert map_top_heads(values, 10) == [(1, 2, 0.9), (0, 0, 0.5), (1, 1, 0.5), (2, 0, 0.1)]
+    assert map_top_heads([[None, None]], 3) == [] and map_top_heads([], 3) == []

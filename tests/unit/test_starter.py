@@ -243,3 +243,50 @@ def test_model_entry_names_the_model_as_a_spec_would(tmp_path: Path, monkeypatch
     assert entry("--path", str(tmp_path / "models" / "m1")) == {"path": str(tmp_path / "models" / "m1")}
     for value in ("smollm2-135m", {"id": "org/name", "revision": "abc"}, {"path": "../models/m1"}):
         ModelRef.model_validate(value)  # each is a valid model: entry
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_model_entry_pins_the_commit_a_hub_model_was_loaded_at(tmp_path: Path, monkeypatch) -> None:
+    from icltest.cli import build_parser
+    from icltest.starter import model_entry
+
+    def entry(*argv: str, info=None):
+        return model_entry(build_parser().parse_args(["scan", *argv, "--write-spec", "m.yaml"]), Path("m.yaml"), info)
+
+    monkeypatch.chdir(tmp_path)
+    # what loading.py reports for a hub id: revision as asked (or the commit), commit as resolved
+    assert entry("--model", "org/name", info={"revision": COMMIT, "commit": COMMIT}) == {"id": "org/name",
+                                                                                          "revision": COMMIT}
+    assert entry("--model", "org/name", "--revision", "main",
+                 info={"revision": "main", "commit": COMMIT}) == {"id": "org/name", "revision": COMMIT}
+    assert entry("--model", "org/name", "--revision", "v1",
+                 info={"revision": "v1", "commit": None}) == {"id": "org/name", "revision": "v1"}
+    assert entry("--model", "org/name", info={"revision": "unknown", "commit": None}) == {"id": "org/name"}
+    # aliases and folders are pinned by their files, not by a hub revision
+    assert entry("--model", "smollm2-135m", info={"revision": "gguf-sha256:abcd", "commit": None}) == "smollm2-135m"
+
+
+def test_write_spec_for_a_hub_id_pins_the_scanned_commit(tmp_path: Path, model_dir: Path, monkeypatch,
+                                                         capsys) -> None:
+    import dataclasses
+
+    from icltest.models.loading import ModelSource
+    from icltest.schema import load_spec
+    from icltest.session import Session
+
+    real = Session.model
+    asked = []
+
+    def hub_model(self, source):  # the known-circuit folder, reported as a hub model at COMMIT
+        asked.append((source.id, source.revision))
+        loaded = real(self, ModelSource(path=str(model_dir)))
+        return dataclasses.replace(loaded, info={**loaded.info, "revision": "main", "commit": COMMIT})
+
+    monkeypatch.setattr(Session, "model", hub_model)
+    spec = tmp_path / "hub.yaml"
+    assert main(["scan", "--model", "org/tiny", "--revision", "main", *SCAN, "--write-spec", str(spec)]) == 0
+    assert asked == [("org/tiny", "main")]
+    model = load_spec(spec).spec.model
+    assert (model.id, model.revision) == ("org/tiny", COMMIT)
