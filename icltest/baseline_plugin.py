@@ -198,11 +198,18 @@ class BaselineRun:
         compared = sum(counts.get(v, 0) for v in ("pass", "regressed", "improved"))
         judged = [r for r in records if r.get("baseline")]
         fail = False
-        if judged and not compared:
+        matched = [r for r in judged if r["baseline"].get("key")]
+        if judged and not compared and not matched:
             self.notes.append(
                 f"FAILED: none of this run's {len(judged)} claim items is in baseline {self.name!r} (it holds "
                 f"{len(self.data.get('claims', {}))} other claims): nothing was compared. Wrong baseline, or were "
                 "the claims renamed? (save a new one with --icl-save-baseline, or accept with --icl-update-baseline)")
+            fail = True
+        elif judged and not compared:
+            self.notes.append(
+                f"FAILED: all {len(matched)} claim items found in baseline {self.name!r} are incomparable (their "
+                "probe, its data files, seed or unit changed): nothing was compared. Save a new baseline with "
+                "--icl-save-baseline, or accept this run with --icl-update-baseline")
             fail = True
         if self.strict:
             loose = {v: counts.get(v, 0) for v in ("new", "incomparable") if counts.get(v)}

@@ -158,6 +158,14 @@ def test_baseline_gate_cannot_pass_by_comparing_nothing(tmp_path: Path) -> None:
     nothing = _pytest(str(other), "--icl-model", model, "--icl-baseline", str(saved))
     assert nothing.returncode == 1 and "nothing was compared" in nothing.stdout, nothing.stdout[-2000:]
 
+    stale = json.loads(saved.read_text())  # entries for every claim, all from another probe version
+    for entry in stale["claims"].values():
+        entry["probe_version"] = "0" * 16
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+    incomparable = _pytest(str(SUITE), "--icl-model", model, "--icl-baseline", str(tmp_path / "stale.json"))
+    assert incomparable.returncode == 1 and "5 claim items found in baseline 'stale' are incomparable" in \
+        incomparable.stdout, incomparable.stdout[-2000:]
+
     both = _pytest(str(SUITE), str(other), "--icl-model", model, "--icl-baseline", str(saved))
     assert both.returncode == 0, both.stdout[-2000:]  # one new claim next to five compared: reported
     strict = _pytest(str(SUITE), str(other), "--icl-model", model, "--icl-baseline", str(saved),
