@@ -264,7 +264,9 @@ def build(name: str, records: list[dict[str, Any]], session_seed: int | None,
           created: str | None = None) -> dict[str, Any]:
     """The baseline document for this run's records (claims that errored have no value: left out)."""
     claims: dict[str, Any] = {}
-    for record in sort_records(records):
+    from icltest.report.records import in_serial_order
+
+    for record in in_serial_order(records):
         if "value" not in record or "error" in record:
             continue
         claims[claim_key(record)] = {
@@ -280,14 +282,6 @@ def build(name: str, records: list[dict[str, Any]], session_seed: int | None,
         "created": created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "env": current_env([r for r in records if "error" not in r], session_seed), "claims": claims,
     }
-
-
-def sort_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records in a deterministic order: by ``order`` (spec path, claim, target) when all have it, else item id."""
-    if records and all(isinstance(r.get("order"), (list, tuple)) for r in records):
-        return sorted(records, key=lambda r: (tuple((0, x, "") if isinstance(x, (int, float)) else (1, 0, str(x))
-                                                    for x in r["order"]), str(r.get("item", ""))))
-    return sorted(records, key=lambda r: str(r.get("item", "")))
 
 
 def dumps(document: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ models. Items and fixtures reach the session through ``config.stash[SESSION_KEY]
 """
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from pathlib import Path
@@ -112,14 +113,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
         return ModelGroupScheduling(config, log)
     return None
-
-
-def _in_serial_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records in the order a serial run produces them (xdist workers report in any order)."""
-    def key(record: dict[str, Any]) -> tuple:
-        order = record.get("order") or ["", 0, 0]
-        return (str(order[0]), int(order[1]), int(order[2]), str(record.get("item", "")))
-    return sorted(records, key=key)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -430,8 +423,9 @@ class IcltestPlugin:
                 elif report.failed and "[XPASS(strict)]" in str(report.longrepr):
                     # The claim held under its xfail mark: the gate's verdict for the item is a failure.
                     record.update(passed=False, xpass_strict=True, claim_passed=bool(record.get("passed")))
-                self.results.append(record)
-                self.results[:] = _in_serial_order(self.results)  # xdist delivers in completion order
+                from icltest.report.records import serial_key
+
+                bisect.insort(self.results, record, key=serial_key)  # xdist delivers in completion order
                 break
 
     @pytest.hookimpl(tryfirst=True)

@@ -53,3 +53,14 @@ def failure_text(item: Any, verdict: Any, baseline: dict[str, Any] | None = None
                         f"{change}, beyond tolerance max_drop {baseline.get('max_drop')}{source}{better}")
     lines += list(m.details.get("failure_lines", []))
     return "\n".join(lines)
+
+
+def serial_key(record: dict[str, Any]) -> tuple:
+    """Where a record stands in a serial run: its ``order`` (spec file, claim index, target index),
+    then its item id. pytest-xdist workers report in any order; reports and baselines sort by this."""
+    order = record.get("order") or ["", 0, 0]
+    return (str(order[0]), int(order[1]), int(order[2]), str(record.get("item", "")))
+
+
+def in_serial_order(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(records, key=serial_key)

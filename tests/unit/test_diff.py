@@ -367,13 +367,19 @@ def _fake_runs(ab: tuple[Path, Path], calls: list[tuple[str, Path]]):
     return fake
 
 
-def test_run_mode_never_prints_a_path_into_the_deleted_temp_folder(ab, tmp_path, monkeypatch, capsys):
+def _agnostic_suite_with_fake_runs(ab, tmp_path, monkeypatch) -> tuple[Path, list[tuple[str, Path]]]:
+    """A suite naming no model, and pytest runs replaced by copies of the A/B reports (calls recorded)."""
     import icltest.diff.run as run
 
     calls: list[tuple[str, Path]] = []
     monkeypatch.setattr(run, "run_suite", _fake_runs(ab, calls))
     suite = tmp_path / "agnostic.yaml"
     suite.write_text(SUITE.format(model=""))
+    return suite, calls
+
+
+def test_run_mode_never_prints_a_path_into_the_deleted_temp_folder(ab, tmp_path, monkeypatch, capsys):
+    suite, calls = _agnostic_suite_with_fake_runs(ab, tmp_path, monkeypatch)
     js = tmp_path / "diff.json"
     assert main(["diff", "--suite", str(suite), "--models", "m1", "m2", "--json", str(js)]) == 0
     out = capsys.readouterr().out
@@ -386,12 +392,7 @@ def test_run_mode_never_prints_a_path_into_the_deleted_temp_folder(ab, tmp_path,
 
 
 def test_run_mode_prints_the_kept_report_paths_with_reports_dir(ab, tmp_path, monkeypatch, capsys):
-    import icltest.diff.run as run
-
-    calls: list[tuple[str, Path]] = []
-    monkeypatch.setattr(run, "run_suite", _fake_runs(ab, calls))
-    suite = tmp_path / "agnostic.yaml"
-    suite.write_text(SUITE.format(model=""))
+    suite, _ = _agnostic_suite_with_fake_runs(ab, tmp_path, monkeypatch)
     kept = tmp_path / "kept"
     assert main(["diff", "--suite", str(suite), "--models", "m1", "m2", "--reports-dir", str(kept)]) == 0
     out = capsys.readouterr().out
